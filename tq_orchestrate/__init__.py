@@ -1,0 +1,1 @@
+"""tq_orchestrate: fan out small independent tasks to a queue and keep workers fed."""
