@@ -268,3 +268,10 @@ def _build_function(payload: list[Any], ident: Any) -> FunctionTask:
 def encode(task: Task, queue_name: str, array_format: ArrayFormat = "list") -> str:
     """The message body for ``task`` (python-task-queue's envelope)."""
     return _payload.envelope(task._payload_with(array_format), queue_name)
+
+
+def as_tasks(obj: Any) -> Iterable[Any]:
+    """``obj`` as an iterable of tasks: a single task, payload or callable becomes one item."""
+    if isinstance(obj, (str, bytes, dict, RegisteredTask, FunctionTask)) or not isinstance(obj, Iterable):
+        return [obj]
+    return obj

@@ -27,6 +27,18 @@ from collections.abc import Sequence
 class TaskQueueError(Exception):
     """Root of every error raised by tq_orchestrate."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take keyword context; rebuild from message + attributes so
+        # errors cross process boundaries (upload shards, local pools) intact.
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+def _rebuild(cls: type[TaskQueueError], message: str, state: dict[str, object]) -> TaskQueueError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigurationError(TaskQueueError):
     """A URL, option or environment setting is invalid."""
@@ -114,6 +126,7 @@ class UploadError(TaskQueueError):
     """
 
     def __init__(self, message: str, *, inserted: int, failed: Sequence[tuple[int, str]] = ()) -> None:
+        self.reason = message
         self.inserted = inserted
         self.failed = list(failed)
         sample = ", ".join(f"#{i}: {why}" for i, why in self.failed[:5])

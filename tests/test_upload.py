@@ -1,0 +1,149 @@
+"""The upload engine: packing, per-entry retries, whole-batch retries, clear failures."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+
+from tests.fakes import FlakyBackend, retryable
+from tq_orchestrate import PayloadTooLargeError, UploadError
+from tq_orchestrate._upload import RetryPolicy, Uploader, split_ranges
+from tq_orchestrate.errors import BackendError
+
+FAST = RetryPolicy(attempts=5, initial_seconds=0.001, max_seconds=0.01)
+
+
+def encode(i: int) -> str:
+    return json.dumps({"n": i})
+
+
+def numbers(backend: FlakyBackend) -> Counter[int]:
+    return Counter(json.loads(b)["n"] for b in backend.stored)
+
+
+def run(backend: FlakyBackend, n: int, **options: object) -> int:
+    return Uploader(backend, encode, retry=FAST, **options).run(i for i in range(n))  # type: ignore[arg-type]
+
+
+def test_every_task_arrives_once_in_batches_within_limits() -> None:
+    backend = FlakyBackend()
+    assert run(backend, 1234) == 1234
+    assert numbers(backend) == Counter(range(1234))
+    assert max(backend.batch_sizes) == 10
+
+
+def test_batches_are_cut_by_bytes() -> None:
+    backend = FlakyBackend()
+    big = "x" * 400
+    Uploader(backend, lambda i: json.dumps({"n": i, "pad": big}), retry=FAST).run(range(20))
+    # two 415-byte bodies fit in 1000 bytes, three do not
+    assert max(backend.batch_sizes) == 2
+    assert numbers(backend) == Counter(range(20))
+
+
+def test_refused_entries_are_resent_until_accepted() -> None:
+    seen: Counter[str] = Counter()
+
+    def fault(call: int, bodies: Sequence[str]) -> list[int]:
+        refused = []
+        for i, body in enumerate(bodies):
+            seen[body] += 1
+            if json.loads(body)["n"] % 3 == 0 and seen[body] < 3:
+                refused.append(i)
+        return refused
+
+    backend = FlakyBackend(fault)
+    assert run(backend, 500) == 500
+    assert numbers(backend) == Counter(range(500))
+    assert seen[encode(3)] == 3
+
+
+def test_whole_batch_retryable_errors_are_retried() -> None:
+    tries: Counter[str] = Counter()
+
+    def fault(call: int, bodies: Sequence[str]) -> None:
+        tries[bodies[0]] += 1
+        if tries[bodies[0]] <= 2:  # every batch fails twice, then goes through
+            raise retryable()
+
+    backend = FlakyBackend(fault)
+    assert run(backend, 300) == 300
+    assert numbers(backend) == Counter(range(300))
+
+
+def test_entries_that_never_succeed_are_reported_by_index() -> None:
+    def fault(call: int, bodies: Sequence[str]) -> list[int]:
+        return [i for i, b in enumerate(bodies) if json.loads(b)["n"] in (7, 42)]
+
+    backend = FlakyBackend(fault)
+    with pytest.raises(UploadError) as info:
+        run(backend, 100)
+    assert info.value.inserted == 98
+    assert [i for i, _ in info.value.failed] == [7, 42]
+    assert "#7" in str(info.value) and "98 tasks inserted" in str(info.value)
+    assert numbers(backend) == Counter(set(range(100)) - {7, 42})
+
+
+def test_non_retryable_error_stops_reading_and_says_where() -> None:
+    def fault(call: int, bodies: Sequence[str]) -> None:
+        if call == 3:
+            raise BackendError("AccessDenied", retryable=False)
+
+    backend = FlakyBackend(fault)
+    with pytest.raises(UploadError) as info:
+        Uploader(backend, encode, retry=FAST, concurrency=1).run(range(1000))
+    error = info.value
+    assert error.inserted == len(backend.stored)
+    assert error.inserted + len(error.failed) < 1000
+    assert "not read" in str(error)
+    assert {i for i, _ in error.failed}.isdisjoint(numbers(backend))
+
+
+def test_oversized_task_names_task_and_size_and_keeps_earlier_ones() -> None:
+    backend = FlakyBackend()
+
+    def encode_big(i: int) -> str:
+        return json.dumps({"n": i, "pad": "y" * (700 if i == 55 else 0)})
+
+    with pytest.raises(PayloadTooLargeError) as info:
+        Uploader(backend, encode_big, retry=FAST).run(range(100))
+    assert info.value.limit == 600 and info.value.size > 600
+    assert "#55" in str(info.value)
+    assert any("tasks were inserted" in note for note in info.value.__notes__)
+    assert numbers(backend) == Counter(range(50))  # whole batches before it
+
+
+def test_generator_errors_propagate_after_in_flight_batches_finish() -> None:
+    backend = FlakyBackend()
+
+    def tasks() -> object:
+        yield from range(25)
+        raise RuntimeError("producer broke")
+
+    with pytest.raises(RuntimeError, match="producer broke"):
+        Uploader(backend, encode, retry=FAST).run(tasks())  # type: ignore[arg-type]
+    assert numbers(backend) == Counter(range(20))
+
+
+def test_progress_counts_inserted_tasks() -> None:
+    backend = FlakyBackend()
+    ticks: list[int] = []
+    Uploader(backend, encode, retry=FAST, progress=ticks.append).run(range(95))
+    assert sum(ticks) == 95
+
+
+@pytest.mark.parametrize(("total", "parts"), [(0, 3), (1, 4), (10, 3), (200, 2), (7, 7)])
+def test_split_ranges_cover_everything_once(total: int, parts: int) -> None:
+    ranges = split_ranges(total, parts)
+    covered = [i for start, stop in ranges for i in range(start, stop)]
+    assert covered == list(range(total))
+    assert len(ranges) <= max(1, parts)
+
+
+def test_retry_policy_waits_grow_and_stay_capped() -> None:
+    policy = RetryPolicy(initial_seconds=1, max_seconds=8)
+    for attempt in range(1, 12):
+        assert 0 <= policy.wait_seconds(attempt) <= 8

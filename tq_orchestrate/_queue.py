@@ -1,0 +1,314 @@
+"""TaskQueue: one front for every backend, with python-task-queue's method names."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from tqdm import tqdm
+
+from . import _task
+from ._payload import ArrayFormat, check_array_format
+from ._task import Task, as_tasks, totask
+from ._upload import Progress, RetryPolicy, Uploader, upload_sharded
+from .backends import open_backend, split_scheme
+from .backends.base import Backend, Counts, DeadLetter, Message
+from .errors import ConfigurationError, DeserializationError, QueueEmptyError
+
+log = logging.getLogger(__name__)
+
+_MAX_LEASE_BATCH = 10
+
+
+class TaskQueue:
+    """A queue of tasks named by URL: ``sqs://name``, ``sqlite://path``, ``mem://name``...
+
+    Backend options (region, endpoint_url, max_receives, engine...) pass through
+    to the backend. The queue is picklable: a child process rebuilds it from the
+    URL and options, so settings reach every upload process.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        progress: bool = True,
+        array_format: ArrayFormat = "list",
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        start_method: str | None = None,
+        **backend_options: Any,
+    ) -> None:
+        if not isinstance(url, str) or not url:
+            raise ConfigurationError(f"queue URL must be a non-empty string, got {url!r}")
+        self.url = url
+        self.progress = progress
+        self.array_format = check_array_format(array_format)
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.start_method = start_method or _default_start_method()
+        self.backend_options = backend_options
+        self._backend: Backend | None = None
+        self._pid = os.getpid()
+
+    # -- construction ---------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, opened on first use (and again in a forked child)."""
+        if self._backend is None or self._pid != os.getpid():
+            self._backend = open_backend(self.url, **self.backend_options)
+            self._pid = os.getpid()
+        return self._backend
+
+    @property
+    def name(self) -> str:
+        """The queue's short name (last part of the URL, without a file suffix)."""
+        rest = split_scheme(self.url)[1].split("?", 1)[0].rstrip("/")
+        base = rest.rsplit("/", 1)[-1]
+        return base.rsplit(".", 1)[0] if base.endswith((".db", ".sqlite3", ".tqdb")) else base
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "progress": self.progress,
+            "array_format": self.array_format,
+            "concurrency": self.concurrency,
+            "retry": self.retry,
+            "start_method": self.start_method,
+            **self.backend_options,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.url, self._options()))
+
+    def __repr__(self) -> str:
+        return f"TaskQueue({self.url!r})"
+
+    def __enter__(self) -> TaskQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the backend's connections (the queue reopens them if used again)."""
+        if self._backend is not None and self._pid == os.getpid():
+            self._backend.close()
+        self._backend = None
+
+    # -- inserting ------------------------------------------------------------
+
+    def encode(self, task: Any) -> str:
+        """The message body for ``task`` (a task, payload, or queueable call)."""
+        return _task.encode(totask(task), self.name, self.array_format)
+
+    def insert(
+        self,
+        tasks: Any,
+        delay_seconds: float = 0,
+        total: int | None = None,
+        parallel: int = 1,
+        progress: bool | None = None,
+    ) -> int:
+        """Insert one task or an iterable of tasks; return how many were inserted."""
+        return self.insert_all(as_tasks(tasks), total, parallel, delay_seconds, progress)
+
+    def insert_all(
+        self,
+        tasks: Iterable[Any],
+        total: int | None = None,
+        parallel: int = 1,
+        delay_seconds: float = 0,
+        progress: bool | None = None,
+    ) -> int:
+        """Insert tasks from a list, generator or sliceable iterable; return the count.
+
+        Memory stays constant for generators. ``parallel=N`` splits a sliceable,
+        sized iterable (``len`` and ``[start:stop]``) across N processes, each
+        generating its own share. ``total`` sizes the progress bar when ``len``
+        is not available.
+        """
+        self._check_delay(delay_seconds)
+        if total is None and hasattr(tasks, "__len__"):
+            total = len(tasks)  # type: ignore[arg-type]
+        show = self.progress if progress is None else progress
+        with tqdm(total=total, desc="Inserting", unit="task", disable=not show) as bar:
+            if parallel is True:
+                parallel = os.cpu_count() or 1
+            if parallel > 1 and _sliceable(tasks) and total:
+                opts = {**self._options(), "progress": False}
+                return upload_sharded(
+                    TaskQueue(self.url, **opts),
+                    tasks,
+                    total,
+                    parallel,
+                    start_method=self.start_method,
+                    delay_seconds=delay_seconds,
+                    progress=bar.update,
+                )
+            if parallel > 1:
+                log.warning(
+                    "parallel=%s needs a sized, sliceable iterable; uploading %s in one process",
+                    parallel,
+                    type(tasks).__name__,
+                )
+            return self._insert_here(tasks, delay_seconds, bar.update)
+
+    def _insert_here(self, tasks: Iterable[Any], delay_seconds: float, progress: Progress | None) -> int:
+        uploader = Uploader(
+            self.backend,
+            self.encode,
+            concurrency=self.concurrency,
+            retry=self.retry,
+            delay_seconds=delay_seconds,
+            progress=progress,
+        )
+        return uploader.run(tasks)
+
+    def _check_delay(self, delay_seconds: float) -> None:
+        limit = self.backend.capabilities.max_delay_seconds
+        if not 0 <= delay_seconds <= limit:
+            raise ConfigurationError(f"delay_seconds={delay_seconds} is outside 0..{limit} for {self.url}")
+
+    # -- leasing --------------------------------------------------------------
+
+    def receive(self, max_messages: int, lease_seconds: float, wait_seconds: float = 0) -> list[Message]:
+        """Lease raw messages (for workers that decode and dead-letter themselves)."""
+        return self.backend.receive(max_messages, lease_seconds, wait_seconds)
+
+    def decode(self, message: Message) -> Task:
+        """Rebuild the task of a leased message; ``task.id`` is its lease handle."""
+        task = totask(message.body)
+        _set_id(task, message.handle)
+        return task
+
+    def lease(self, seconds: float = 600, num_tasks: int = 1, wait_sec: float = 0) -> Any:
+        """Lease tasks; one task when ``num_tasks == 1``, else a list.
+
+        Raises QueueEmptyError when nothing is available. A message that does not
+        decode is moved to the dead letters where the backend has them (and
+        logged with its text), never handed out or silently dropped.
+        """
+        if num_tasks <= 0:
+            raise ConfigurationError(f"num_tasks must be > 0, got {num_tasks}")
+        tasks: list[Task] = []
+        for message in self.receive(min(num_tasks, _MAX_LEASE_BATCH), seconds, wait_sec):
+            try:
+                tasks.append(self.decode(message))
+            except DeserializationError as e:
+                self._quarantine(message, e)
+        if not tasks:
+            raise QueueEmptyError(f"no task available in {self.url}")
+        return tasks[0] if num_tasks == 1 else tasks
+
+    def _quarantine(self, message: Message, error: DeserializationError) -> None:
+        log.error("corrupt message %s in %s: %s", message.message_id, self.url, error)
+        if self.backend.capabilities.dead_letters:
+            self.backend.dead_letter(message.handle, str(error))
+
+    def delete(self, tasks: Any, total: int | None = None, tally: bool = False) -> int:
+        """Delete leased tasks (task objects, handles, or an iterable of either)."""
+        return self.backend.delete([_handle(t) for t in as_tasks(tasks)])
+
+    def renew(self, task: Any, seconds: float) -> None:
+        """Extend a leased task's lease to ``seconds`` from now."""
+        self.backend.change_lease(_handle(task), seconds)
+
+    def release(self, task: Any, delay_seconds: float = 0) -> None:
+        """Give a leased task back: visible again after ``delay_seconds``."""
+        self.backend.change_lease(_handle(task), delay_seconds)
+
+    cancel = release
+
+    def release_all(self) -> int:
+        """Make every leased task visible now; return how many."""
+        return self.backend.release_all()
+
+    def purge(self) -> None:
+        """Delete every task in the queue, leased or not."""
+        self.backend.purge()
+
+    # -- counting -------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        """Visible, leased and delayed tasks, plus totals where the backend keeps them."""
+        return self.backend.counts()
+
+    @property
+    def enqueued(self) -> int:
+        """Tasks not yet deleted: visible + leased + delayed (approximate on SQS)."""
+        return self.counts().pending
+
+    @property
+    def inserted(self) -> int | None:
+        """Tasks ever inserted, where the backend counts them (else None)."""
+        return self.counts().inserted
+
+    @property
+    def completed(self) -> int | None:
+        """Tasks deleted after execution, where the backend counts them (else None)."""
+        return self.counts().completed
+
+    @property
+    def leased(self) -> int:
+        """Tasks currently leased."""
+        return self.counts().leased
+
+    def is_empty(self) -> bool:
+        """True when no task is visible, leased or delayed."""
+        return self.enqueued == 0
+
+    def block_until_empty(self, interval_sec: float = 2) -> None:
+        """Sleep until :meth:`is_empty` (an exact answer only where counts are exact)."""
+        while not self.is_empty():
+            time.sleep(interval_sec)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Tasks moved aside after too many failed receives."""
+        return self.backend.dead_letters(limit)
+
+    def redrive(self) -> int:
+        """Put every dead-lettered task back in the queue; return how many."""
+        return self.backend.redrive()
+
+    # -- working --------------------------------------------------------------
+
+    def poll(self, *args: Any, **kwargs: Any) -> int:
+        """Lease, execute and delete tasks until a stop condition; see worker.poll."""
+        from .worker import poll
+
+        return poll(self, *args, **kwargs)
+
+
+def _rebuild(url: str, options: dict[str, Any]) -> TaskQueue:
+    return TaskQueue(url, **options)
+
+
+def _default_start_method() -> str:
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _sliceable(tasks: Any) -> bool:
+    return hasattr(tasks, "__len__") and hasattr(tasks, "__getitem__")
+
+
+def _handle(task: Any) -> str:
+    if isinstance(task, str):
+        return task
+    if isinstance(task, Message):
+        return task.handle
+    handle = getattr(task, "id", None)
+    if not isinstance(handle, str):
+        raise ConfigurationError(f"{task!r} is not a leased task (it has no lease handle)")
+    return handle
+
+
+def _set_id(task: Task, handle: str) -> None:
+    if isinstance(task, _task.RegisteredTask):
+        task._id = handle
+    else:
+        task.id = handle

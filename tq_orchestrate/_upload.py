@@ -1,0 +1,358 @@
+"""The upload engine behind ``insert_all``.
+
+It packs encoded tasks into batches by count and bytes, hands them to the
+backend's :class:`~tq_orchestrate.backends.base.BatchSender` (which bounds how
+many are in flight, so memory stays constant for generators of any length),
+and resends what failed: whole batches after a retryable error, single entries
+that a batch call refused. A task that still cannot be sent ends the upload with
+an :class:`~tq_orchestrate.errors.UploadError` saying how many were inserted and
+which were not. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+
+from .backends.base import Backend, EntryFailure, SendOutcome
+from .errors import BackendError, PayloadTooLargeError, UploadError
+
+log = logging.getLogger(__name__)
+
+Encoder = Callable[[Any], str]
+Progress = Callable[[int], object]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed sends are retried: random exponential waits, a bounded number of tries."""
+
+    attempts: int = 10
+    initial_seconds: float = 0.05
+    max_seconds: float = 20.0
+    multiplier: float = 2.0
+
+    def wait_seconds(self, attempt: int) -> float:
+        """Seconds to wait before try number ``attempt + 1`` (tenacity's strategy)."""
+        strategy = tenacity.wait_random_exponential(
+            multiplier=self.initial_seconds, max=self.max_seconds, exp_base=self.multiplier
+        )
+        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        return float(strategy(state))
+
+
+@dataclass
+class _Batch:
+    indexes: list[int]
+    bodies: list[str]
+    attempt: int = 1
+
+
+@dataclass
+class _State:
+    """Shared between the producer thread and the senders' callbacks."""
+
+    lock: threading.Condition = field(default_factory=threading.Condition)
+    outstanding: int = 0
+    inserted: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    fatal: BaseException | None = None
+    retries: queue.Queue[tuple[float, _Batch]] = field(default_factory=queue.Queue)
+
+
+class Uploader:
+    """Sends an iterable of tasks through one backend; see :func:`upload`."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        encode: Encoder,
+        *,
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        delay_seconds: float = 0,
+        progress: Progress | None = None,
+    ) -> None:
+        caps = backend.capabilities
+        self._backend = backend
+        self._encode = encode
+        self._concurrency = concurrency or caps.upload_concurrency
+        self._retry = retry or RetryPolicy()
+        self._delay = delay_seconds
+        self._progress = progress
+        self._max_count = caps.max_batch_count
+        self._max_bytes = caps.max_batch_bytes
+        self._max_message = caps.max_message_bytes
+        self._state = _State()
+        self._read = 0
+
+    def run(self, tasks: Iterable[Any]) -> int:
+        """Send every task; return how many were inserted or raise UploadError."""
+        sender = self._backend.open_sender(self._concurrency)
+        self._submit_to = sender.submit
+        try:
+            for batch in self._batches(tasks):
+                self._submit_retries(block=False)
+                if self._state.fatal is not None:
+                    break
+                self._submit(batch)
+            self._finish()
+        except BaseException as e:
+            self._finish_quietly()
+            e.add_note(f"{self._state.inserted} tasks were inserted before this error")
+            raise
+        finally:
+            sender.close()
+        return self._check()
+
+    def _batches(self, tasks: Iterable[Any]) -> Iterator[_Batch]:
+        indexes: list[int] = []
+        bodies: list[str] = []
+        size = 0
+        for index, task in enumerate(tasks):
+            self._read = index + 1
+            body = self._encode(task)
+            nbytes = len(body.encode("utf-8")) if not body.isascii() else len(body)
+            if nbytes > self._max_message:
+                raise PayloadTooLargeError(f"#{index} {_describe(task)}", nbytes, self._max_message)
+            if bodies and (len(bodies) == self._max_count or size + nbytes > self._max_bytes):
+                yield _Batch(indexes, bodies)
+                indexes, bodies, size = [], [], 0
+            indexes.append(index)
+            bodies.append(body)
+            size += nbytes
+        if bodies:
+            yield _Batch(indexes, bodies)
+
+    def _submit(self, batch: _Batch) -> None:
+        with self._state.lock:
+            self._state.outstanding += 1
+        self._submit_to(batch.bodies, self._delay, lambda outcome: self._done(batch, outcome))
+
+    def _done(self, batch: _Batch, outcome: SendOutcome) -> None:
+        """Sender callback (any thread): count successes, queue retries, record failures."""
+        state = self._state
+        failures = self._whole_batch_failed(batch, outcome) if isinstance(outcome, BaseException) else outcome
+        ok = len(batch.bodies) - len(failures)
+        retry = _Batch([], [], batch.attempt + 1)
+        with state.lock:
+            state.inserted += ok
+            for failure in failures:
+                index = batch.indexes[failure.index]
+                if failure.retryable and batch.attempt < self._retry.attempts:
+                    retry.indexes.append(index)
+                    retry.bodies.append(batch.bodies[failure.index])
+                else:
+                    state.failed.append((index, f"{failure.code}: {failure.message}"))
+            if retry.bodies:
+                due = time.monotonic() + self._retry.wait_seconds(batch.attempt)
+                state.retries.put((due, retry))
+                state.outstanding += 1
+            state.outstanding -= 1
+            state.lock.notify_all()
+        if ok and self._progress is not None:
+            self._progress(ok)
+
+    def _whole_batch_failed(self, batch: _Batch, error: BaseException) -> list[EntryFailure]:
+        retryable = isinstance(error, BackendError) and error.retryable
+        if not retryable:
+            with self._state.lock:
+                self._state.fatal = self._state.fatal or error
+        code = type(error).__name__
+        return [EntryFailure(i, code, str(error), retryable) for i in range(len(batch.bodies))]
+
+    def _submit_retries(self, *, block: bool) -> None:
+        """Resend batches whose wait is over; with ``block`` wait for the next one."""
+        retries = self._state.retries
+        while True:
+            try:
+                due, batch = retries.get(block=block, timeout=0.05 if block else None)
+            except queue.Empty:
+                return
+            wait = due - time.monotonic()
+            if wait > 0 and not block:
+                retries.put((due, batch))
+                return
+            if wait > 0:
+                time.sleep(wait)
+            with self._state.lock:
+                self._state.outstanding -= 1  # the retry's own count moves to the new submit
+            self._submit(batch)
+            block = False
+
+    def _finish(self) -> None:
+        state = self._state
+        while True:
+            self._submit_retries(block=True)
+            with state.lock:
+                if state.outstanding == 0 and state.retries.empty():
+                    return
+                state.lock.wait(0.05)
+
+    def _finish_quietly(self) -> None:
+        try:
+            self._finish()
+        except Exception:  # the original error is what the caller needs
+            log.exception("error while waiting for in-flight batches")
+
+    def _check(self) -> int:
+        state = self._state
+        if state.failed or state.fatal is not None:
+            state.failed.sort()
+            reason = (
+                (
+                    f"upload to {self._backend.url} stopped by {state.fatal}; "
+                    f"tasks from #{self._read} on were not read"
+                )
+                if state.fatal
+                else (
+                    f"{len(state.failed)} tasks could not be sent to {self._backend.url} "
+                    f"after {self._retry.attempts} attempts"
+                )
+            )
+            raise UploadError(reason, inserted=state.inserted, failed=state.failed) from state.fatal
+        return state.inserted
+
+
+def _describe(task: Any) -> str:
+    text = repr(task)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def upload(backend: Backend, tasks: Iterable[Any], encode: Encoder, **options: Any) -> int:
+    """Send ``tasks`` (encoded by ``encode``) to ``backend``; return the number inserted."""
+    return Uploader(backend, encode, **options).run(tasks)
+
+
+# --- process sharding ---------------------------------------------------------
+
+_SHARD: tuple[Any, Any, float] | None = None
+"""(queue, tasks, delay_seconds) inherited by forked children; never set outside an upload."""
+
+
+def split_ranges(total: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ``(start, stop)`` ranges covering ``range(total)``."""
+    parts = max(1, min(parts, total)) if total else 1
+    step, extra = divmod(total, parts)
+    out, start = [], 0
+    for i in range(parts):
+        stop = start + step + (1 if i < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def upload_sharded(
+    tq: Any,
+    tasks: Any,
+    total: int,
+    parallel: int,
+    *,
+    start_method: str,
+    delay_seconds: float,
+    progress: Progress | None,
+) -> int:
+    """Upload ``tasks[start:stop]`` shards from ``parallel`` processes.
+
+    ``tasks`` must support ``len`` and slicing (a list, a range-like object, or an
+    iterator class with ``__getitem__(slice)`` as in python-task-queue's listings).
+    With the ``fork`` start method the children inherit ``tasks``; nothing is pickled.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    global _SHARD
+    ctx = mp.get_context(start_method)
+    counter = ctx.Value("q", 0)
+    ranges = split_ranges(total, parallel)
+    inherit = start_method == "fork"
+    _SHARD = (tq, tasks, delay_seconds) if inherit else None
+    try:
+        with ProcessPoolExecutor(
+            len(ranges), mp_context=ctx, initializer=_init_child, initargs=(counter,)
+        ) as pool:
+            if inherit:
+                futures = [pool.submit(_upload_range, start, stop) for start, stop in ranges]
+            else:
+                futures = [
+                    pool.submit(_upload_slice, tq, tasks[start:stop], start, delay_seconds)
+                    for start, stop in ranges
+                ]
+            shown = 0
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                shown = _show(counter, shown, progress)
+                if any(f.done() and f.exception() for f in futures):
+                    break
+            results = [_result(f) for f in futures]
+            _show(counter, shown, progress)
+    finally:
+        _SHARD = None
+    return _combine(results, tq)
+
+
+def _show(counter: Any, shown: int, progress: Progress | None) -> int:
+    value = int(counter.value)
+    if progress is not None and value > shown:
+        progress(value - shown)
+    return value
+
+
+def _result(future: Any) -> int | BaseException:
+    try:
+        return int(future.result())
+    except BaseException as e:  # combined below into one UploadError
+        return e
+
+
+def _combine(results: list[int | BaseException], tq: Any) -> int:
+    inserted = sum(r if isinstance(r, int) else getattr(r, "inserted", 0) for r in results)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if not errors:
+        return inserted
+    failed = [f for e in errors for f in getattr(e, "failed", [])]
+    reasons = "; ".join(f"{type(e).__name__}: {e}" for e in errors[:3])
+    raise UploadError(
+        f"{len(errors)} of {len(results)} upload processes for {tq.url} failed ({reasons})",
+        inserted=inserted,
+        failed=sorted(failed),
+    ) from errors[0]
+
+
+_COUNTER: Any = None
+
+
+def _init_child(counter: Any) -> None:
+    global _COUNTER
+    _COUNTER = counter
+
+
+def _count(n: int) -> None:
+    with _COUNTER.get_lock():
+        _COUNTER.value += n
+
+
+def _upload_range(start: int, stop: int) -> int:
+    assert _SHARD is not None, "forked upload child without a shard"
+    tq, tasks, delay_seconds = _SHARD
+    return _upload_slice(tq, tasks[start:stop], start, delay_seconds)
+
+
+def _upload_slice(tq: Any, tasks: Any, offset: int, delay_seconds: float) -> int:
+    try:
+        return int(tq._insert_here(tasks, delay_seconds, _count))
+    except UploadError as e:
+        raise UploadError(
+            f"shard starting at #{offset}: {e.reason}",
+            inserted=e.inserted,
+            failed=[(i + offset, why) for i, why in e.failed],
+        ) from None
