@@ -83,7 +83,9 @@ def _to_jsonable_other(value: Any, task: str, field: str, array_format: ArrayFor
 
 
 def _plain(value: Any) -> Any:
-    for base in (bool, int, float, str):
+    if isinstance(value, str):
+        return str.__str__(value)
+    for base in (bool, int, float):
         if isinstance(value, base):
             return base(value)
     return None
@@ -98,11 +100,10 @@ def _encode_array(value: np.ndarray, task: str, field: str, array_format: ArrayF
         if value.dtype.kind == "c":
             raise SerializationError(task, field, "complex arrays need array_format='typed'")
         return value.tolist()
-    data = np.ascontiguousarray(value)
     return {
-        _ND_KEY: base64.b64encode(data.tobytes()).decode("ascii"),
-        "dtype": data.dtype.str,
-        "shape": list(data.shape),
+        _ND_KEY: base64.b64encode(value.tobytes(order="C")).decode("ascii"),
+        "dtype": value.dtype.str,
+        "shape": list(value.shape),
     }
 
 
