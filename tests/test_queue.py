@@ -1,0 +1,156 @@
+"""TaskQueue front: the upstream README listings on the embedded queue, and the API."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import sample_tasks as st
+from tq_orchestrate import (
+    ConfigurationError,
+    QueueEmptyError,
+    SerializationError,
+    TaskQueue,
+    UnknownSchemeError,
+)
+
+
+class RecordTaskIterator:
+    """Listing 8's sliceable iterator."""
+
+    def __init__(self, path: str, start: int, end: int) -> None:
+        self.path, self.start, self.end = path, start, end
+
+    def __getitem__(self, slc: slice) -> RecordTaskIterator:
+        itr = copy.deepcopy(self)
+        itr.start = self.start + slc.start
+        itr.end = self.start + slc.stop
+        return itr
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __iter__(self) -> Iterator[st.RecordTask]:
+        for i in range(self.start, self.end):
+            yield st.RecordTask(self.path, i)
+
+
+@pytest.fixture(params=["sqlite", "mem"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/q.db"
+    return f"mem://{request.node.name}"
+
+
+def drain(tq: TaskQueue) -> int:
+    done = 0
+    while True:
+        try:
+            tasks = tq.lease(seconds=60, num_tasks=10)
+        except QueueEmptyError:
+            return done
+        for task in tasks:
+            task.execute()
+        done += tq.delete(tasks)
+
+
+def test_bare_name_is_the_embedded_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tq = TaskQueue("sqs-queue-name", progress=False)
+    tq.insert_all(st.PrintTask(i) for i in range(1000))
+    assert type(tq.backend).__name__ == "SQLiteBackend"
+    assert tq.enqueued == 1000 and tq.inserted == 1000
+
+
+def test_listings_2_to_4_with_and_insert_all(url: str, tmp_path: Path) -> None:
+    out = str(tmp_path / "out.txt")
+    with TaskQueue(url, progress=False) as tq:
+        for i in range(20):
+            tq.insert(st.RecordTask(out, i))
+    tq = TaskQueue(url, progress=False)
+    tasks = [st.RecordTask(out, i) for i in range(20, 120)]
+    assert tq.insert_all(tasks) == 100
+    assert tq.insert_all((st.RecordTask(out, i) for i in range(120, 1000)), total=880) == 880
+    assert tq.enqueued == 1000
+    assert drain(tq) == 1000
+    assert sorted(st.read_numbers(out)) == list(range(1000))
+    assert tq.is_empty() and tq.completed == 1000
+
+
+def test_listing_8_sliceable_iterator_across_processes(tmp_path: Path) -> None:
+    out = str(tmp_path / "out.txt")
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False)
+    assert tq.insert_all(RecordTaskIterator(out, 0, 2000), parallel=2) == 2000
+    assert tq.inserted == 2000
+    assert drain(tq) == 2000
+    assert sorted(st.read_numbers(out)) == list(range(2000))
+
+
+def test_parallel_with_a_generator_falls_back_to_one_process(tmp_path: Path) -> None:
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False)
+    assert tq.insert_all((st.PrintTask(i) for i in range(30)), parallel=2) == 30
+
+
+def test_queue_survives_pickling_with_its_options(tmp_path: Path) -> None:
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False, array_format="typed", max_receives=3)
+    clone = pickle.loads(pickle.dumps(tq))
+    assert clone.url == tq.url and clone.array_format == "typed"
+    assert clone.backend_options == {"max_receives": 3}
+
+
+def test_lease_renew_release_delete(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    tq.insert([st.PrintTask("a"), st.PrintTask("b")])
+    first = tq.lease(seconds=30)
+    assert isinstance(first, st.PrintTask) and isinstance(first.id, str)
+    tq.renew(first, 60)
+    assert tq.leased == 1
+    tq.release(first)
+    assert tq.leased == 0
+    both = tq.lease(seconds=30, num_tasks=5)
+    assert sorted(t.txt for t in both) == ["a", "b"]
+    assert tq.delete(both) == 2
+    with pytest.raises(QueueEmptyError):
+        tq.lease(seconds=30)
+
+
+def test_delay_seconds_hides_tasks(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    tq.insert(st.PrintTask("later"), delay_seconds=60)
+    counts = tq.counts()
+    assert counts.delayed == 1 and counts.visible == 0
+    with pytest.raises(ConfigurationError, match="delay_seconds"):
+        tq.insert(st.PrintTask("x"), delay_seconds=-1)
+
+
+def test_corrupt_message_is_dead_lettered_not_handed_out(tmp_path: Path) -> None:
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False)
+    tq.backend.send_batch(["{broken", tq.encode(st.PrintTask("ok"))])
+    task = tq.lease(seconds=30, num_tasks=10)
+    assert [t.txt for t in task] == ["ok"]
+    dead = tq.dead_letters()
+    assert [d.body for d in dead] == ["{broken"] and "not valid JSON" in (dead[0].error or "")
+
+
+def test_bad_task_is_refused_before_anything_is_inserted(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    with pytest.raises(SerializationError, match=r"RecordTask\.path"):
+        tq.insert([st.RecordTask({1}, 1)])  # type: ignore[arg-type]
+    assert tq.enqueued == 0
+
+
+def test_unknown_scheme_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownSchemeError) as info:
+        _ = TaskQueue("redis://x").backend
+    assert "sqlite" in str(info.value) and "sqs" in str(info.value)
+
+
+def test_purge(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    tq.insert_all(st.PrintTask(i) for i in range(25))
+    tq.purge()
+    assert tq.is_empty()
