@@ -1,0 +1,651 @@
+"""The embedded durable queue: one SQLite database file (stdlib :mod:`sqlite3`).
+
+URLs::
+
+    sqlite:///abs/path/q.db    an absolute path
+    sqlite://relative/q.db     a path relative to the current directory
+    name                       no scheme: the file ``name`` relative to the current directory
+    fq://some/dir              python-task-queue's file-queue URL: the database file
+                               ``tq_orchestrate.sqlite3`` inside the directory ``some/dir``
+                               (upstream's ``queue/`` and ``movement/`` files are not read)
+
+``~`` expands to the home directory; missing parent directories are created on
+first use. Options come as keyword arguments or in the URL query
+(``sqlite:///q.db?max_receives=3``); keyword arguments win:
+
+``max_receives`` (default 5)
+    A message received that many times and then expiring (or released) moves
+    to the dead letters on the next receive that would hand it out (SQS's
+    redrive policy).
+``durability`` (default ``"normal"``)
+    ``"normal"``: WAL journal, ``synchronous=NORMAL``; a commit survives any
+    process being killed. ``"full"``: ``synchronous=FULL``; it survives power loss.
+``busy_timeout_seconds`` (default 30)
+    How long a call waits for another writer before failing with a retryable
+    :class:`~tq_orchestrate.errors.BackendError`.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so a batch is inserted
+whole or not at all and a lease is atomic across threads and processes. A
+handle is ``"<id>:<token>"``: the token changes on every receive, so a worker
+whose lease expired and was taken by another cannot delete or renew the
+message. Each process opens its own connection (reopened after ``fork``); the
+threads of a process share it under a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import urllib.parse
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..errors import BackendError, ConfigurationError, LeaseLostError
+from .base import Backend, Capabilities, Counts, DeadLetter, EntryFailure, Message
+
+__all__ = ["FQ_DATABASE_NAME", "SCHEMA_VERSION", "SQLiteBackend"]
+
+SCHEMA_VERSION = 1
+"""Stored in ``PRAGMA user_version``; a newer database is refused."""
+
+FQ_DATABASE_NAME = "tq_orchestrate.sqlite3"
+"""The database file an ``fq://dir`` URL uses inside ``dir``."""
+
+_MiB = 1024 * 1024
+_WEEK = 7 * 24 * 3600.0
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_POLL_FIRST_SECONDS = 0.005
+_POLL_MAX_SECONDS = 0.1
+
+# --------------------------------------------------------------------------
+# Helpers shared with the in-memory backend: options, handles, argument checks.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One backend option: its parser (from a value or URL text) and default."""
+
+    parse: Callable[[Any], Any]
+    default: Any
+
+
+def positive_int(value: Any) -> int:
+    """An int >= 1, from an int or its decimal text."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return number
+
+
+def positive_float(value: Any) -> float:
+    """A float > 0, from a number or its text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a number > 0, got {value!r}")
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"expected a number > 0, got {value!r}")
+    return number
+
+
+def resolve_options(url: str, options: Mapping[str, Any], spec: Mapping[str, OptionSpec]) -> dict[str, Any]:
+    """Merge the URL query with keyword ``options`` (which win) and parse each.
+
+    Unknown names and bad values raise ConfigurationError naming the option.
+    """
+    query = url.partition("?")[2]
+    merged: dict[str, Any] = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    merged.update(options)
+    unknown = sorted(set(merged) - set(spec))
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ConfigurationError(
+            f"unknown option {names} for {url!r}; valid options: {', '.join(sorted(spec))}"
+        )
+    resolved: dict[str, Any] = {}
+    for name, option in spec.items():
+        if name not in merged:
+            resolved[name] = option.default
+            continue
+        try:
+            resolved[name] = option.parse(merged[name])
+        except ValueError as e:
+            raise ConfigurationError(f"option {name} for {url!r}: {e}") from e
+    return resolved
+
+
+def encode_handle(message_id: int, token: int) -> str:
+    """The handle for message ``message_id`` leased under ``token``."""
+    return f"{message_id}:{token:x}"
+
+
+def decode_handle(handle: str) -> tuple[int, int] | None:
+    """``(message_id, token)`` from a handle, or None if it is not one of ours."""
+    if not isinstance(handle, str):
+        return None
+    ident, sep, token = handle.partition(":")
+    if not sep:
+        return None
+    try:
+        return int(ident), int(token, 16)
+    except ValueError:
+        return None
+
+
+def new_token() -> int:
+    """A random 63-bit lease token (fits SQLite's signed INTEGER)."""
+    return int.from_bytes(os.urandom(8), "big") >> 1
+
+
+def utf8_size(body: str) -> int:
+    """UTF-8 size of ``body`` (lone surrogates count as 3 bytes, as SQS would see them)."""
+    return len(body.encode("utf-8", "surrogatepass"))
+
+
+def check_batch(
+    caps: Capabilities, url: str, bodies: Sequence[str], delay_seconds: float
+) -> list[EntryFailure]:
+    """Validate a send; raise for a bad call, return the bodies refused one by one.
+
+    Sizes are only computed exactly when the lengths in characters cannot decide.
+    """
+    if not 0 <= delay_seconds <= caps.max_delay_seconds:
+        raise ConfigurationError(
+            f"delay_seconds must be between 0 and {caps.max_delay_seconds:g}, got {delay_seconds!r}"
+        )
+    if len(bodies) > caps.max_batch_count:
+        raise BackendError(
+            f"a batch of {len(bodies)} messages is over max_batch_count={caps.max_batch_count}", queue=url
+        )
+    failures: list[EntryFailure] = []
+    chars = 0
+    for index, body in enumerate(bodies):
+        if not isinstance(body, str):
+            failures.append(
+                EntryFailure(index, "InvalidBody", f"body must be str, not {type(body).__name__}", False)
+            )
+            continue
+        chars += len(body)
+        if len(body) * 4 > caps.max_message_bytes and utf8_size(body) > caps.max_message_bytes:
+            failures.append(
+                EntryFailure(
+                    index,
+                    "MessageTooLong",
+                    f"{utf8_size(body)} bytes, over max_message_bytes={caps.max_message_bytes}",
+                    False,
+                )
+            )
+    if chars * 4 > caps.max_batch_bytes:
+        total = sum(utf8_size(b) for b in bodies if isinstance(b, str))
+        if total > caps.max_batch_bytes:
+            raise BackendError(
+                f"a batch of {total} bytes is over max_batch_bytes={caps.max_batch_bytes}", queue=url
+            )
+    return failures
+
+
+def check_receive(caps: Capabilities, max_messages: int, lease_seconds: float, wait_seconds: float) -> None:
+    """Raise ConfigurationError for receive arguments out of range."""
+    if isinstance(max_messages, bool) or not 1 <= max_messages <= caps.max_receive_count:
+        raise ConfigurationError(
+            f"max_messages must be between 1 and {caps.max_receive_count}, got {max_messages!r}"
+        )
+    check_lease(caps, lease_seconds)
+    if not 0 <= wait_seconds <= 3600:
+        raise ConfigurationError(f"wait_seconds must be between 0 and 3600, got {wait_seconds!r}")
+
+
+def check_lease(caps: Capabilities, lease_seconds: float) -> None:
+    """Raise ConfigurationError for a lease time out of range."""
+    if not 0 <= lease_seconds <= caps.max_lease_seconds:
+        raise ConfigurationError(
+            f"lease_seconds must be between 0 and {caps.max_lease_seconds:g}, got {lease_seconds!r}"
+        )
+
+
+def exhausted_reason(receive_count: int) -> str:
+    """The dead-letter error recorded when no task error was recorded."""
+    return f"received {receive_count} times without being deleted"
+
+
+# --------------------------------------------------------------------------
+# The SQLite backend.
+# --------------------------------------------------------------------------
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL,
+    visible_at REAL NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    token INTEGER,
+    inserted_at REAL NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_visible_at ON messages (visible_at);
+CREATE TABLE IF NOT EXISTS stats (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    inserted INTEGER NOT NULL,
+    completed INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO stats (id, inserted, completed) VALUES (1, 0, 0);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    receive_count INTEGER NOT NULL,
+    error TEXT,
+    dead_at REAL NOT NULL
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_INSERT = "INSERT INTO messages (body, visible_at, receive_count, inserted_at) VALUES (?, ?, 0, ?)"
+_LEASE = """
+UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, token = ?
+WHERE id IN (SELECT id FROM messages WHERE visible_at <= ? ORDER BY visible_at, id LIMIT ?)
+RETURNING id, body, receive_count
+"""
+_TO_DEAD = """
+INSERT INTO dead_letters (message_id, body, receive_count, error, dead_at)
+SELECT id, body, receive_count - :undo,
+    COALESCE(:error, last_error, 'received ' || (receive_count - :undo) || ' times without being deleted'),
+    :now
+FROM messages WHERE id = :id
+"""
+_COUNTS = """
+SELECT
+    (SELECT COUNT(*) FROM messages WHERE visible_at <= :now),
+    (SELECT COUNT(*) FROM messages WHERE visible_at > :now AND token IS NOT NULL),
+    (SELECT COUNT(*) FROM messages WHERE visible_at > :now AND token IS NULL),
+    (SELECT inserted FROM stats WHERE id = 1),
+    (SELECT completed FROM stats WHERE id = 1),
+    (SELECT COUNT(*) FROM dead_letters)
+"""
+
+_OPTIONS: dict[str, OptionSpec] = {
+    "max_receives": OptionSpec(positive_int, 5),
+    "durability": OptionSpec(lambda v: _choice(v, ("normal", "full")), "normal"),
+    "busy_timeout_seconds": OptionSpec(positive_float, 30.0),
+}
+
+
+def _choice(value: Any, allowed: tuple[str, ...]) -> str:
+    text = str(value).lower()
+    if text not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+    return text
+
+
+def database_path(url: str) -> str:
+    """The absolute database file path a ``sqlite://``/``fq://`` URL (or bare name) names."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "sqlite", url
+    path = urllib.parse.unquote(rest.partition("?")[0])
+    if not path or path == ":memory:":
+        raise ConfigurationError(f"{url!r} names no database file (use mem:// for an in-memory queue)")
+    path = os.path.expanduser(path)
+    if scheme.lower() == "fq":
+        path = os.path.join(path, FQ_DATABASE_NAME)
+    return os.path.abspath(path)
+
+
+class SQLiteBackend(Backend):
+    """A durable queue in one SQLite file, shared by threads and processes."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        max_batch_count=1000,
+        max_batch_bytes=64 * _MiB,
+        max_message_bytes=64 * _MiB,
+        max_receive_count=100,
+        max_lease_seconds=_WEEK,
+        max_delay_seconds=_WEEK,
+        exact_counts=True,
+        counts_completions=True,
+        dead_letters=True,
+        upload_concurrency=1,
+    )
+
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        *,
+        max_receives: int = 5,
+        durability: str = "normal",
+        busy_timeout_seconds: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.path = path
+        self.max_receives = max_receives
+        self.durability = durability
+        self.busy_timeout_seconds = busy_timeout_seconds
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteBackend:
+        """Build the backend for ``url``; the file is opened on first use."""
+        resolved = resolve_options(url, options, _OPTIONS)
+        return cls(url, database_path(url), **resolved)
+
+    # -- connection ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _db(self, action: str) -> Iterator[sqlite3.Connection]:
+        """The process's connection, held under the lock; sqlite3 errors become BackendError."""
+        if self._pid != os.getpid():
+            self._forget_parent_connection()
+        with self._lock:
+            if self._closed:
+                raise BackendError(f"{action}: the backend is closed", queue=self.url)
+            try:
+                yield self._conn or self._open()
+            except sqlite3.Error as e:
+                raise self._translate(action, e) from e
+
+    @contextlib.contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
+        with self._db(action) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+    def _open(self) -> sqlite3.Connection:
+        directory = os.path.dirname(self.path)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise BackendError(
+                f"cannot create directory {directory!r}: {e.strerror or e}", queue=self.url
+            ) from e
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_seconds,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=64,
+        )
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "full" else "NORMAL"))
+            _ensure_schema(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        _track_for_fork(self)
+        return conn
+
+    def _forget_parent_connection(self) -> None:
+        """In a forked child: drop (never use or close) the parent's connection and lock."""
+        if self._conn is not None:
+            _ABANDONED.append(self._conn)
+        self._conn = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _close_before_fork(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+                self._conn = None
+
+    def _translate(self, action: str, error: sqlite3.Error) -> BackendError:
+        code = getattr(error, "sqlite_errorcode", None)
+        text = str(error)
+        busy = (code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)) or (
+            "locked" in text or "busy" in text
+        )
+        return BackendError(f"{action} failed on {self.path}: {text}", queue=self.url, retryable=busy)
+
+    def close(self) -> None:
+        """Close this process's connection; the backend is unusable afterwards."""
+        with self._lock:
+            self._closed = True
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    # -- sending ------------------------------------------------------------
+
+    def send_batch(self, bodies: Sequence[str], delay_seconds: float = 0) -> list[EntryFailure]:
+        """Insert ``bodies`` in one transaction; oversized or non-text bodies are refused."""
+        failures = check_batch(self.capabilities, self.url, bodies, delay_seconds)
+        refused = {f.index for f in failures}
+        try:
+            self._insert([b for i, b in enumerate(bodies) if i not in refused], delay_seconds)
+        except UnicodeEncodeError:  # a lone surrogate: find it, send the rest
+            for index, body in enumerate(bodies):
+                if index not in refused and not _encodable(body):
+                    refused.add(index)
+                    failures.append(EntryFailure(index, "InvalidBody", "body is not valid UTF-8 text", False))
+            self._insert([b for i, b in enumerate(bodies) if i not in refused], delay_seconds)
+        return sorted(failures, key=lambda f: f.index)
+
+    def _insert(self, bodies: list[str], delay_seconds: float) -> None:
+        if not bodies:
+            return
+        now = time.time()
+        visible_at = now + delay_seconds
+        with self._write("send_batch") as conn:
+            conn.executemany(_INSERT, [(body, visible_at, now) for body in bodies])
+            conn.execute("UPDATE stats SET inserted = inserted + ? WHERE id = 1", (len(bodies),))
+
+    # -- receiving ----------------------------------------------------------
+
+    def receive(self, max_messages: int, lease_seconds: float, wait_seconds: float = 0) -> list[Message]:
+        """Lease up to ``max_messages``; poll (5 ms growing to 100 ms) up to ``wait_seconds``."""
+        check_receive(self.capabilities, max_messages, lease_seconds, wait_seconds)
+        deadline = time.monotonic() + wait_seconds
+        pause = _POLL_FIRST_SECONDS
+        while True:
+            messages = self._lease(max_messages, lease_seconds)
+            remaining = deadline - time.monotonic()
+            if messages or remaining <= 0:
+                return messages
+            while remaining > 0:
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, _POLL_MAX_SECONDS)
+                if self._any_visible():
+                    break
+                remaining = deadline - time.monotonic()
+
+    def _any_visible(self) -> bool:
+        with self._db("receive") as conn:
+            row = conn.execute("SELECT 1 FROM messages WHERE visible_at <= ? LIMIT 1", (time.time(),))
+            return row.fetchone() is not None
+
+    def _lease(self, max_messages: int, lease_seconds: float) -> list[Message]:
+        token = new_token()
+        leased: list[Message] = []
+        with self._write("receive") as conn:
+            while len(leased) < max_messages:
+                now = time.time()
+                rows = conn.execute(
+                    _LEASE, (now + lease_seconds, token, now, max_messages - len(leased))
+                ).fetchall()
+                exhausted = [row[0] for row in rows if row[2] > self.max_receives]
+                leased.extend(
+                    Message(encode_handle(ident, token), body, str(ident), count)
+                    for ident, body, count in rows
+                    if count <= self.max_receives
+                )
+                if not exhausted:
+                    break
+                self._move_to_dead(conn, exhausted, None, already_counted=1)
+        return leased
+
+    def _move_to_dead(
+        self, conn: sqlite3.Connection, ids: list[int], error: str | None, *, already_counted: int
+    ) -> None:
+        """Move messages to the dead letters; ``already_counted`` undoes this lease's count."""
+        now = time.time()
+        conn.executemany(
+            _TO_DEAD, [{"undo": already_counted, "error": error, "now": now, "id": ident} for ident in ids]
+        )
+        conn.executemany("DELETE FROM messages WHERE id = ?", [(ident,) for ident in ids])
+
+    # -- handles ------------------------------------------------------------
+
+    def delete(self, handles: Sequence[str]) -> int:
+        """Delete the messages whose lease the handles still hold; return how many."""
+        keys = [key for key in map(decode_handle, handles) if key is not None]
+        if not keys:
+            return 0
+        with self._write("delete") as conn:
+            deleted = conn.executemany("DELETE FROM messages WHERE id = ? AND token = ?", keys).rowcount
+            if deleted:
+                conn.execute("UPDATE stats SET completed = completed + ? WHERE id = 1", (deleted,))
+        return deleted
+
+    def change_lease(self, handle: str, lease_seconds: float) -> None:
+        """Set the remaining lease; 0 makes the message visible now."""
+        check_lease(self.capabilities, lease_seconds)
+        key = self._key(handle)
+        with self._db("change_lease") as conn:
+            changed = conn.execute(
+                "UPDATE messages SET visible_at = ? WHERE id = ? AND token = ?",
+                (time.time() + lease_seconds, *key),
+            ).rowcount
+        if not changed:
+            raise LeaseLostError(f"lease {handle!r} is no longer held", queue=self.url)
+
+    def record_error(self, handle: str, error: str) -> None:
+        """Keep ``error`` with the message; dead_letters() shows it if it ends there."""
+        key = decode_handle(handle)
+        if key is None:
+            return
+        with self._db("record_error") as conn:
+            conn.execute("UPDATE messages SET last_error = ? WHERE id = ? AND token = ?", (error, *key))
+
+    def dead_letter(self, handle: str, error: str) -> None:
+        """Move a leased message (raw body kept) to the dead letters now."""
+        ident, token = self._key(handle)
+        with self._write("dead_letter") as conn:
+            row = conn.execute("SELECT 1 FROM messages WHERE id = ? AND token = ?", (ident, token)).fetchone()
+            if row is not None:
+                self._move_to_dead(conn, [ident], error, already_counted=0)
+        if row is None:
+            raise LeaseLostError(f"lease {handle!r} is no longer held", queue=self.url)
+
+    def _key(self, handle: str) -> tuple[int, int]:
+        key = decode_handle(handle)
+        if key is None:
+            raise LeaseLostError(f"{handle!r} is not a handle of this queue", queue=self.url)
+        return key
+
+    # -- whole queue --------------------------------------------------------
+
+    def counts(self) -> Counts:
+        """Exact counts from one read snapshot."""
+        with self._db("counts") as conn:
+            row = conn.execute(_COUNTS, {"now": time.time()}).fetchone()
+        visible, leased, delayed, inserted, completed, dead = row
+        return Counts(visible, leased, delayed, inserted, completed, dead, exact=True)
+
+    def purge(self) -> None:
+        """Delete every message and dead letter and zero the counters (upstream's purge)."""
+        with self._write("purge") as conn:
+            conn.execute("DELETE FROM messages")
+            conn.execute("DELETE FROM dead_letters")
+            conn.execute("UPDATE stats SET inserted = 0, completed = 0 WHERE id = 1")
+
+    def release_all(self) -> int:
+        """Make every leased message visible now; return how many."""
+        with self._write("release_all") as conn:
+            now = time.time()
+            return conn.execute(
+                "UPDATE messages SET visible_at = ? WHERE visible_at > ? AND token IS NOT NULL", (now, now)
+            ).rowcount
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters, oldest first."""
+        with self._db("dead_letters") as conn:
+            rows = conn.execute(
+                "SELECT message_id, body, receive_count, error FROM dead_letters ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [DeadLetter(str(ident), body, count, error) for ident, body, count, error in rows]
+
+    def redrive(self) -> int:
+        """Put every dead letter back (same message id, receive count 0); return how many."""
+        with self._write("redrive") as conn:
+            now = time.time()
+            moved = conn.execute(
+                "INSERT INTO messages (id, body, visible_at, receive_count, inserted_at) "
+                "SELECT message_id, body, ?, 0, ? FROM dead_letters ORDER BY id",
+                (now, now),
+            ).rowcount
+            conn.execute("DELETE FROM dead_letters")
+        return moved
+
+
+def _encodable(body: str) -> bool:
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise BackendError(
+            f"{path} has queue schema version {version}, newer than this tq_orchestrate "
+            f"understands ({SCHEMA_VERSION}); upgrade tq_orchestrate"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+# Fork safety: close open connections just before os.fork() so a child never
+# inherits SQLite's in-process lock state; a child that still finds a parent's
+# connection (forked outside os.fork) sets it aside here without closing it.
+_ABANDONED: list[sqlite3.Connection] = []
+_OPEN: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
+_FORK_HOOK: list[bool] = []
+_FORK_HOOK_LOCK = threading.Lock()
+
+
+def _track_for_fork(backend: SQLiteBackend) -> None:
+    with _FORK_HOOK_LOCK:
+        _OPEN.add(backend)
+        if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=_close_all_before_fork)
+            _FORK_HOOK.append(True)
+
+
+def _close_all_before_fork() -> None:
+    for backend in list(_OPEN):
+        backend._close_before_fork()
