@@ -1,0 +1,564 @@
+"""The worker loop in process: poll's parameters, failures, corrupt payloads, backoff, stopping.
+
+These run against the in-memory backend (``mem://``, same semantics as the
+embedded queue) with an injected sleep and clock, so no test waits for a
+backoff. Real worker processes are in test_worker_processes.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.tasks_fixture import (
+    Throttled,
+    WorkerAppendTask,
+    WorkerEchoArgsTask,
+    WorkerFailTask,
+    WorkerSleepTask,
+    WorkerThrottledTask,
+    append_fn,
+    read_lines,
+)
+from tq_orchestrate import TaskQueue
+from tq_orchestrate._backoff import Backoff, retry_delay
+from tq_orchestrate._heartbeat import Heartbeat
+from tq_orchestrate.backends.memory import MemoryBackend
+from tq_orchestrate.errors import BackendError, ConfigurationError, LeaseLostError
+from tq_orchestrate.worker import StopFlag, Worker, WorkerOptions, handle_signals, poll
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory_queues() -> Iterator[None]:
+    yield
+    MemoryBackend.reset_all()
+
+
+def mem_queue(max_receives: int = 5) -> TaskQueue:
+    return TaskQueue(f"mem://worker-{uuid.uuid4().hex}", progress=False, max_receives=max_receives)
+
+
+class FakeTime:
+    """An injected clock and sleep: sleeping advances the clock and is recorded."""
+
+    def __init__(self, on_sleep: Callable[[int], None] | None = None) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.sleeps))
+
+
+class FaultyQueue:
+    """Delegates to a TaskQueue; ``faults[name]`` raises on the calls it chooses."""
+
+    def __init__(self, tq: TaskQueue, faults: dict[str, Callable[[int], BaseException | None]]) -> None:
+        self.tq = tq
+        self.faults = faults
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.tq, name)
+        fault = self.faults.get(name)
+        if fault is None:
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            n = self.calls[name] = self.calls.get(name, 0) + 1
+            error = fault(n)
+            if error is not None:
+                raise error
+            return target(*args, **kwargs)
+
+        return call
+
+
+def lines(path: Path) -> list[str]:
+    return read_lines(path)
+
+
+# -- poll: upstream's parameters ------------------------------------------------------
+
+
+def test_poll_executes_every_task_deletes_it_and_returns_the_count(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(7)])
+    assert tq.poll(burst_seconds=0) == 7
+    assert sorted(lines(out), key=int) == [str(i) for i in range(7)]
+    counts = tq.counts()
+    assert (counts.pending, counts.completed) == (0, 7)
+
+
+def test_poll_runs_queueable_functions(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    tq = mem_queue()
+    tq.insert([functools.partial(append_fn, str(out), "fn")])
+    assert poll(tq, burst_seconds=0) == 1
+    assert lines(out) == ["fn"]
+
+
+def test_execute_args_and_kwargs_reach_the_task(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    tq = mem_queue()
+    tq.insert(WorkerEchoArgsTask(str(out)))
+    poll(tq, execute_args=[1, "a"], execute_kwargs={"k": 2}, burst_seconds=0)
+    assert [json.loads(x) for x in lines(out)] == [{"args": [1, "a"], "kwargs": {"k": 2}}]
+
+
+def test_stop_fn_gets_only_the_arguments_it_names(tmp_path: Path) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), str(i)) for i in range(10)])
+    seen: list[tuple[int, float]] = []
+
+    def stop_fn(executed: int, previous_execution_time: float) -> bool:
+        seen.append((executed, previous_execution_time))
+        return executed >= 3
+
+    assert poll(tq, stop_fn=stop_fn) == 3
+    assert [e for e, _ in seen] == [1, 2, 3]
+    assert all(t >= 0 for _, t in seen)
+    assert tq.counts().visible == 7
+
+
+def test_stop_fn_with_kwargs_gets_all_four_and_tries_count_empty_polls() -> None:
+    tq = mem_queue()
+    fake = FakeTime()
+    calls: list[dict[str, Any]] = []
+
+    def stop_fn(**kwargs: Any) -> bool:
+        calls.append(kwargs)
+        return bool(kwargs["tries"] >= 3)
+
+    assert poll(tq, stop_fn=stop_fn, sleep=fake.sleep, clock=fake.clock) == 0
+    assert set(calls[0]) == {"executed", "tries", "previous_execution_time", "elapsed_time"}
+    assert [c["tries"] for c in calls] == [1, 2, 3]
+    assert calls[-1]["elapsed_time"] == pytest.approx(sum(fake.sleeps))
+
+
+def test_stop_fn_without_parameters_and_a_non_callable_is_refused() -> None:
+    tq = mem_queue()
+    assert poll(tq, stop_fn=lambda: True) == 0
+    with pytest.raises(ConfigurationError, match="stop_fn"):
+        poll(tq, stop_fn=5)  # type: ignore[arg-type]
+
+
+def test_before_fn_runs_before_and_after_fn_after_the_delete(tmp_path: Path) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), "x")])
+    events: list[tuple[str, str, int]] = []
+
+    def before(task: Any) -> None:
+        events.append(("before", task.text, tq.counts().leased))
+
+    def after(task: Any) -> None:
+        events.append(("after", task.text, tq.counts().leased))
+
+    poll(tq, before_fn=before, after_fn=after, burst_seconds=0)
+    assert events == [("before", "x", 1), ("after", "x", 0)]
+
+
+def test_verbose_prints_each_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), "v")])
+    poll(tq, verbose=True, burst_seconds=0)
+    out = capsys.readouterr().out
+    assert "INFO Running WorkerAppendTask" in out
+    assert "successfully executed" in out
+
+
+def test_tally_is_accepted_and_completions_are_counted(tmp_path: Path) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), "t")])
+    assert tq.poll(tally=True, burst_seconds=0) == 1
+    assert tq.completed == 1
+
+
+def test_options_are_validated() -> None:
+    for bad in ({"num_tasks": 0}, {"num_tasks": 11}, {"lease_seconds": 0}, {"max_tasks": -1}):
+        with pytest.raises(ConfigurationError):
+            WorkerOptions(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max backoff"):
+        WorkerOptions(min_backoff_seconds=5, max_backoff_seconds=1)
+
+
+# -- limits -------------------------------------------------------------------------
+
+
+def test_max_tasks_leases_no_more_than_it_will_run(tmp_path: Path) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), str(i)) for i in range(10)])
+    assert poll(tq, num_tasks=10, max_tasks=4) == 4
+    counts = tq.counts()
+    assert (counts.visible, counts.leased) == (6, 0)
+
+
+def test_batches_of_ten_are_all_executed_and_deleted(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(25)])
+    assert poll(tq, num_tasks=10, burst_seconds=0) == 25
+    assert len(lines(out)) == 25
+    assert tq.counts().pending == 0
+
+
+def test_max_seconds_and_max_loops_stop_an_idle_worker() -> None:
+    fake = FakeTime()
+    tq = mem_queue()
+    assert poll(tq, max_seconds=30, sleep=fake.sleep, clock=fake.clock) == 0
+    assert sum(fake.sleeps) == pytest.approx(30)  # the last sleep is cut to the deadline
+    fake2 = FakeTime()
+    poll(tq, max_loops=4, sleep=fake2.sleep, clock=fake2.clock)
+    assert len(fake2.sleeps) == 3  # no sleep after the last loop
+
+
+# -- backoff --------------------------------------------------------------------------
+
+
+def test_backoff_doubles_to_its_maximum_on_an_empty_queue_and_resets_after_work(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+
+    def on_sleep(n: int) -> None:
+        if n == 6:  # work arrives while the worker sleeps
+            tq.insert([WorkerAppendTask(str(out), "late")])
+
+    fake = FakeTime(on_sleep)
+    options = WorkerOptions(min_backoff_seconds=1, max_backoff_seconds=8, backoff_jitter=False, max_loops=10)
+    stats = Worker(tq, options, sleep=fake.sleep, clock=fake.clock).run()
+    assert stats.executed == 1
+    assert lines(out) == ["late"]
+    # 6 empty polls, 1 poll with work (no sleep), then empty again from the start
+    assert fake.sleeps == [1, 2, 4, 8, 8, 8, 1, 2]
+
+
+def test_random_backoff_stays_inside_a_window_that_reaches_the_maximum() -> None:
+    fake = FakeTime()
+    tq = mem_queue()
+    worker = Worker(tq, WorkerOptions(max_loops=12), sleep=fake.sleep, clock=fake.clock)
+    worker.run()
+    windows = [min(2.0**i, 60.0) for i in range(11)]
+    assert len(fake.sleeps) == 11
+    assert all(0 <= s <= w for s, w in zip(fake.sleeps, windows, strict=True))
+    assert worker.backoff.window() == 60.0  # the default maximum, as upstream promises
+
+
+def test_burst_exits_once_the_queue_stayed_empty_long_enough() -> None:
+    fake = FakeTime()
+    tq = mem_queue()
+    options = WorkerOptions(burst_seconds=5, backoff_jitter=False)
+    stats = Worker(tq, options, sleep=fake.sleep, clock=fake.clock).run()
+    assert "burst" in stats.stop_reason
+    assert fake.sleeps == [1, 2, 2]  # the last sleep is cut to the burst deadline
+
+
+def test_backoff_exceptions_make_the_loop_back_off_without_stopping(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerThrottledTask(str(out), "t")])
+    fake = FakeTime()
+    options = WorkerOptions(
+        backoff_exceptions=(Throttled,),
+        stop_on_error=True,
+        retry_delay_seconds=0,
+        backoff_jitter=False,
+        max_loops=2,
+    )
+    stats = Worker(tq, options, sleep=fake.sleep, clock=fake.clock).run()
+    assert stats.error is None and stats.failed == 2
+    assert lines(out) == ["throttled t", "throttled t"]
+    assert fake.sleeps == [1]
+
+
+def test_backoff_policy_and_retry_delay() -> None:
+    b = Backoff(0.5, 4, jitter=False)
+    assert [b.next() for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
+    b.reset()
+    assert b.window() == 0.5
+    assert [retry_delay(n, 5, 300) for n in (1, 2, 3, 7, 8)] == [5, 10, 20, 300, 300]
+    assert retry_delay(3, 0, 300) == 0
+    with pytest.raises(ConfigurationError):
+        Backoff(0, 1)
+
+
+# -- failures -----------------------------------------------------------------------
+
+
+def test_a_failing_task_is_logged_released_and_dead_lettered_after_n_receives(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue(max_receives=3)
+    tq.insert([WorkerFailTask(str(out), "bad")] + [WorkerAppendTask(str(out), str(i)) for i in range(4)])
+    with caplog.at_level(logging.ERROR, logger="tq_orchestrate.worker"):
+        executed = poll(tq, retry_delay_seconds=0, burst_seconds=0)
+    assert executed == 4
+    assert lines(out).count("fail bad") == 3
+    dead = tq.dead_letters()
+    assert len(dead) == 1
+    assert "WorkerFailTask" in dead[0].body
+    assert dead[0].error is not None and "RuntimeError: task bad always fails" in dead[0].error
+    assert tq.counts().pending == 0
+    failure = next(r for r in caplog.records if "failed" in r.getMessage())
+    text = failure.getMessage()
+    assert '"text":"bad"' in text  # the payload
+    assert "Traceback" in text and "always fails" in text
+
+
+def test_a_failed_task_is_released_with_a_delay_not_deleted(tmp_path: Path) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerFailTask(str(tmp_path / "o"), "x")])
+    assert poll(tq, max_loops=1, retry_delay_seconds=60) == 0
+    counts = tq.counts()
+    assert (counts.visible, counts.pending, counts.completed) == (0, 1, 0)
+    assert tq.receive(1, 10) == []  # hidden for the retry delay, not handed out again
+
+
+def test_stop_on_error_reraises_after_handing_back_unstarted_tasks(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerFailTask(str(out), "x")] + [WorkerAppendTask(str(out), str(i)) for i in range(5)])
+    with pytest.raises(RuntimeError, match="always fails"):
+        poll(tq, num_tasks=10, stop_on_error=True, retry_delay_seconds=0)
+    counts = tq.counts()
+    assert (counts.visible, counts.leased, counts.completed) == (6, 0, 0)
+
+
+def test_a_corrupt_payload_is_dead_lettered_with_its_raw_text_and_the_worker_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    corrupt = ['{"payload": {"class": "WorkerAppendTask", "path": ', "[1, 2"]
+    tq.backend.send_batch(corrupt)
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(3)])
+    with caplog.at_level(logging.ERROR, logger="tq_orchestrate.worker"):
+        assert poll(tq, burst_seconds=0) == 3
+    dead = tq.dead_letters()
+    assert sorted(d.body for d in dead) == sorted(corrupt)
+    assert all(d.error and "corrupt payload" in d.error for d in dead)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "raw text: '[1, 2'" in logged
+    assert len(lines(out)) == 3
+
+
+def test_an_unknown_task_class_is_retried_not_dead_lettered_at_once(tmp_path: Path) -> None:
+    tq = mem_queue(max_receives=2)
+    tq.backend.send_batch(['{"payload": {"class": "NoSuchTaskAnywhere"}, "queueName": "q"}'])
+    assert poll(tq, retry_delay_seconds=0, max_loops=3) == 0
+    dead = tq.dead_letters()
+    assert len(dead) == 1 and dead[0].receive_count == 2
+    assert dead[0].error is not None and "NoSuchTaskAnywhere" in dead[0].error
+
+
+def test_task_events_carry_id_class_seconds_and_outcome(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tq = mem_queue(max_receives=1)
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), "ok"), WorkerFailTask(str(tmp_path / "o"), "no")])
+    with caplog.at_level(logging.INFO, logger="tq_orchestrate.worker.tasks"):
+        poll(tq, retry_delay_seconds=0, burst_seconds=0)
+    events = [r.task_event for r in caplog.records if hasattr(r, "task_event")]
+    assert sorted(e["outcome"] for e in events) == ["error", "ok"]
+    for e in events:
+        assert set(e) >= {"id", "class", "seconds", "outcome", "receive_count"}
+        assert e["class"] in ("WorkerAppendTask", "WorkerFailTask")
+        assert e["seconds"] >= 0
+
+
+# -- transient backend failures ------------------------------------------------------
+
+
+def test_a_retryable_receive_error_backs_off_and_a_fatal_one_raises(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), "a")])
+    flaky = FaultyQueue(tq, {"receive": lambda n: BackendError("busy", retryable=True) if n <= 2 else None})
+    fake = FakeTime()
+    stats = Worker(flaky, WorkerOptions(burst_seconds=0, backoff_jitter=False), sleep=fake.sleep).run()
+    assert stats.executed == 1 and fake.sleeps == [1, 2]
+    broken = FaultyQueue(tq, {"receive": lambda n: BackendError("gone", retryable=False)})
+    with pytest.raises(BackendError, match="gone"):
+        Worker(broken, WorkerOptions(burst_seconds=0), sleep=fake.sleep).run()
+
+
+def test_a_retryable_delete_error_is_retried(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), "a")])
+    flaky = FaultyQueue(tq, {"delete": lambda n: BackendError("busy", retryable=True) if n == 1 else None})
+    fake = FakeTime()
+    stats = Worker(flaky, WorkerOptions(burst_seconds=0), sleep=fake.sleep).run()
+    assert stats.executed == 1 and flaky.calls["delete"] == 2
+    assert tq.counts().completed == 1 and lines(out) == ["a"]
+
+
+# -- stopping -------------------------------------------------------------------------
+
+
+def test_a_stop_request_finishes_the_task_in_hand_and_releases_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(10)])
+    stop = StopFlag()
+    options = WorkerOptions(num_tasks=10, before_fn=lambda task: stop.set("test"))
+    stats = Worker(tq, options, stop=stop).run()
+    assert stats.executed == 1 and stats.released == 9
+    assert "stop requested" in stats.stop_reason
+    counts = tq.counts()
+    assert (counts.visible, counts.leased, counts.completed) == (9, 0, 1)
+
+
+def test_sigint_during_poll_stops_after_the_task_and_restores_the_handler(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(5)])
+    before = signal.getsignal(signal.SIGINT)
+    executed = poll(tq, num_tasks=5, before_fn=lambda task: os.kill(os.getpid(), signal.SIGINT))
+    assert executed == 1
+    assert signal.getsignal(signal.SIGINT) is before
+    assert tq.counts().visible == 4
+
+
+def test_a_second_sigint_raises_keyboardinterrupt_and_releases_the_task_in_hand(tmp_path: Path) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), "x")])
+
+    def twice(task: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        poll(tq, before_fn=twice)
+    counts = tq.counts()
+    assert (counts.visible, counts.completed) == (1, 0)
+
+
+def test_signals_are_not_touched_outside_the_main_thread() -> None:
+    stop = StopFlag()
+    result: list[object] = []
+
+    def body() -> None:
+        with handle_signals(stop, (signal.SIGTERM,)):
+            result.append(signal.getsignal(signal.SIGTERM))
+
+    before = signal.getsignal(signal.SIGTERM)
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert result == [before]
+
+
+# -- heartbeat ------------------------------------------------------------------------
+
+
+class Renewals:
+    def __init__(self, fail: Callable[[str, int], BaseException | None] | None = None) -> None:
+        self.calls: list[tuple[str, float]] = []
+        self.fail = fail
+
+    def __call__(self, handle: str, seconds: float) -> None:
+        self.calls.append((handle, seconds))
+        error = self.fail(handle, len(self.calls)) if self.fail else None
+        if error is not None:
+            raise error
+
+
+def test_heartbeat_renews_due_leases_up_to_the_total_cap() -> None:
+    fake = FakeTime()
+    renew = Renewals()
+    lost: list[tuple[str, str]] = []
+    hb = Heartbeat(
+        renew, 30, max_total_seconds=100, clock=fake.clock, on_lost=lambda h, r: lost.append((h, r))
+    )
+    hb.add(["a"])
+    hb.beat()
+    assert renew.calls == []  # not due yet
+    fake.now += 10
+    hb.beat()
+    assert renew.calls == [("a", 30)]
+    fake.now += 5
+    hb.beat()
+    assert len(renew.calls) == 1  # renewed 5 s ago: not due
+    fake.now += 70  # 85 s after receipt: only 15 s left under the cap
+    hb.beat()
+    assert renew.calls[-1] == ("a", pytest.approx(15))
+    fake.now += 15
+    hb.beat()
+    assert [h for h, _ in lost] == ["a"] and "maximum" in lost[0][1]
+    assert hb.lost("a") and hb.tracked() == []
+
+
+def test_heartbeat_reports_a_lost_lease_and_retries_a_transient_error() -> None:
+    fake = FakeTime()
+
+    def fail(handle: str, n: int) -> BaseException | None:
+        if handle == "gone":
+            return LeaseLostError("lease expired")
+        return BackendError("timeout", retryable=True) if n <= 2 else None
+
+    renew = Renewals(fail)
+    lost: list[str] = []
+    hb = Heartbeat(renew, 3, clock=fake.clock, on_lost=lambda h, r: lost.append(h))
+    hb.add(["gone", "flaky"])
+    fake.now += 1
+    hb.beat()
+    assert lost == ["gone"] and hb.lost("gone")
+    assert hb.tracked() == ["flaky"] and not hb.lost("flaky")
+    fake.now += 1
+    hb.beat()
+    assert hb.renewals == 1  # the transient error was retried on the next beat
+    hb.discard("flaky")
+    assert hb.tracked() == []
+
+
+@pytest.mark.slow
+def test_the_heartbeat_keeps_a_long_task_away_from_other_workers(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerSleepTask(str(out), "long", 3.0)])
+    stolen: list[object] = []
+    done = threading.Event()
+
+    def thief() -> None:
+        other = TaskQueue(tq.url, progress=False)
+        while not done.is_set():
+            stolen.extend(other.receive(1, 1.0))
+            done.wait(0.1)
+
+    t = threading.Thread(target=thief)
+    try:  # the thief starts polling once the task is leased and running
+        assert poll(tq, lease_seconds=1.0, burst_seconds=0, before_fn=lambda task: t.start()) == 1
+    finally:
+        done.set()
+        t.join()
+    assert stolen == []
+    assert [x.split()[0] for x in lines(out)] == ["start", "done"]
+    assert tq.counts().completed == 1
+
+
+@pytest.mark.slow
+def test_a_lease_that_cannot_be_renewed_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerSleepTask(str(tmp_path / "o"), "long", 1.0)])
+    broken = FaultyQueue(tq, {"renew": lambda n: LeaseLostError("lease taken by another worker")})
+    with caplog.at_level(logging.WARNING, logger="tq_orchestrate.worker"):
+        Worker(broken, WorkerOptions(lease_seconds=0.6, burst_seconds=0)).run()
+    assert any("could not be renewed" in r.getMessage() for r in caplog.records)
