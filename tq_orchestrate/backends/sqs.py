@@ -1,0 +1,841 @@
+"""Amazon SQS (or any SQS-compatible endpoint) through botocore.
+
+URLs: ``sqs://name``, ``https://sqs.<region>.amazonaws.com/<account>/<name>``,
+or an emulator's ``http://127.0.0.1:PORT/<account>/<name>``; see
+:mod:`._aws` for how region, endpoint and credentials are found.
+
+Options (``from_url`` keyword arguments; plain values, so a backend pickles as
+URL + options and is rebuilt in child processes):
+
+``region``, ``endpoint_url``, ``profile``
+    Override the AWS configuration chain.
+``allow_insecure_http``
+    Permit plain ``http://`` to a host that is not loopback (default False).
+``engine``
+    ``"boto3"`` or ``"fast"``: the upload engine :meth:`SQSBackend.open_sender`
+    returns (``"fast"`` is :class:`tq_orchestrate.backends.sqs_fast.FastSender`).
+``create``, ``max_receives``
+    Create the queue if missing (default False); with ``max_receives`` it gets a
+    ``<name>-dlq`` dead-letter queue and a redrive policy (:func:`ensure_queue_pair`).
+``message_group_id``, ``deduplication``
+    FIFO queues only, see :meth:`SQSBackend.build_entries`.
+``retry_mode``, ``max_attempts``, ``max_pool_connections``
+    botocore's transport retries and connection pool.
+
+SQS facts this backend lives with: counts are approximate (``exact=False``);
+leased messages cannot be listed, so :meth:`SQSBackend.release_all` is refused;
+``PurgeQueue`` is allowed once per 60 s (see :meth:`SQSBackend.purge`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import botocore.exceptions
+from botocore.parsers import ResponseParserError
+
+from ..errors import BackendError, ConfigurationError, LeaseLostError, QueueNotFoundError, TaskQueueError
+from ._aws import AwsSettings, AwsTarget, check_endpoint, parse_queue_url, resolve_settings
+from .base import Backend, BatchSender, Capabilities, Counts, DeadLetter, EntryFailure, Message, ThreadSender
+
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "SQSBackend", "SQSOptions", "ensure_queue_pair"]
+
+DEFAULT_ENGINE = "boto3"
+"""The upload engine used when the ``engine`` option is not given."""
+ENGINES = ("boto3", "fast")
+
+MAX_BATCH = 10
+MAX_LEASE_SECONDS = 43200
+MAX_DELAY_SECONDS = 900
+MAX_WAIT_SECONDS = 20
+FIFO_GROUPS = 16
+"""Default FIFO message groups; each task's group is picked by its body hash."""
+DLQ_SUFFIX = "-dlq"
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+REDRIVE_CLOCK_SKEW_MS = 5000
+ERROR_ATTRIBUTE = "tq_error"
+RECEIVES_ATTRIBUTE = "tq_receive_count"
+MESSAGE_ID_ATTRIBUTE = "tq_message_id"
+_ATTRIBUTES = [ERROR_ATTRIBUTE, RECEIVES_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE]
+
+_NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"})
+_LEASE_LOST = frozenset(
+    {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
+)
+_PURGE_BUSY = frozenset({"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"})
+_THROTTLED = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "KmsThrottled",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+    }
+)
+_BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
+_MEMO_MAX_MESSAGES = 1024
+_ERRORS_MAX = 10_000
+ERROR_MAX_CHARS = 4096
+_MEMO_MAX_CHARS = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SQSOptions:
+    """The validated ``from_url`` options (see the module docstring)."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    engine: str = DEFAULT_ENGINE
+    max_receives: int | None = None
+    allow_insecure_http: bool = False
+    create: bool = False
+    message_group_id: str | None = None
+    deduplication: str = "unique"
+    retry_mode: str = "standard"
+    max_attempts: int = 5
+    max_pool_connections: int = 32
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> SQSOptions:
+        """Check names and values; raise ConfigurationError naming the bad one."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown SQS option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        parsed = cls(**options)
+        parsed._check()
+        return parsed
+
+    def _check(self) -> None:
+        for name in ("region", "endpoint_url", "profile", "message_group_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"SQS option {name} must be a non-empty string, got {value!r}")
+        _check_choice("engine", self.engine, ENGINES)
+        _check_choice("deduplication", self.deduplication, ("unique", "content"))
+        _check_choice("retry_mode", self.retry_mode, ("standard", "adaptive", "legacy"))
+        _check_int("max_attempts", self.max_attempts, 1, 100)
+        _check_int("max_pool_connections", self.max_pool_connections, 1, 10_000)
+        if self.max_receives is not None:
+            _check_int("max_receives", self.max_receives, 1, 1000)
+        for name in ("allow_insecure_http", "create"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"SQS option {name} must be True or False")
+
+
+def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigurationError(f"SQS option {name}={value!r} must be one of {', '.join(choices)}")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(f"SQS option {name}={value!r} must be an integer from {low} to {high}")
+
+
+@dataclass(frozen=True)
+class _Connection:
+    """Per-process state: the client and the resolved queue URL."""
+
+    pid: int
+    settings: AwsSettings
+    client: Any
+    queue_url: str
+    pool_size: int
+
+
+class SQSBackend(Backend):
+    """An SQS queue; one botocore client per instance (and per process), built lazily."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        max_batch_count=MAX_BATCH,
+        max_batch_bytes=1_048_576,
+        max_message_bytes=1_048_576,
+        max_receive_count=MAX_BATCH,
+        max_lease_seconds=MAX_LEASE_SECONDS,
+        max_delay_seconds=MAX_DELAY_SECONDS,
+        exact_counts=False,
+        counts_completions=False,
+        dead_letters=True,
+        upload_concurrency=32,
+    )
+    scan_wait_seconds: ClassVar[int] = 1
+    """Long-poll wait when scanning a queue to its end (dead letters, redrive, purge
+    fallback): a short poll may miss messages held by other SQS servers."""
+
+    def __init__(self, url: str, options: SQSOptions, raw_options: dict[str, Any]) -> None:
+        self.url = url
+        self.options = options
+        self._raw_options = dict(raw_options)
+        self.address = parse_queue_url(url)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._conn: _Connection | None = None
+        self._dlq_urls: dict[str, str] = {}
+        self._memo: OrderedDict[str, Message] = OrderedDict()
+        self._memo_chars = 0
+        self._errors: OrderedDict[str, str] = OrderedDict()
+        self._nonce = uuid.uuid4().hex
+        self._sequence = itertools.count()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQSBackend:
+        """Validate ``url`` and options; nothing is contacted until first use."""
+        parsed = SQSOptions.parse(options)
+        backend = cls(url, parsed, options)
+        if backend.address.queue_url is not None:
+            check_endpoint(backend.address.queue_url, parsed.allow_insecure_http, what="queue URL")
+        if parsed.endpoint_url is not None:
+            check_endpoint(parsed.endpoint_url, parsed.allow_insecure_http)
+        return backend
+
+    def __reduce__(self) -> tuple[Callable[[str, dict[str, Any]], SQSBackend], tuple[str, dict[str, Any]]]:
+        return _rebuild, (self.url, dict(self._raw_options))
+
+    # -- connection ---------------------------------------------------------------
+
+    @property
+    def fifo(self) -> bool:
+        """True for FIFO queues (``.fifo`` names)."""
+        return self.address.fifo
+
+    @property
+    def queue_url(self) -> str:
+        """The full queue URL (looked up with GetQueueUrl on first use)."""
+        return self._connection().queue_url
+
+    @property
+    def client(self) -> Any:
+        """This process's botocore SQS client."""
+        return self._connection().client
+
+    @property
+    def target(self) -> AwsTarget:
+        """Queue URL, endpoint, region and credentials for the fast upload engine."""
+        conn = self._connection()
+        return conn.settings.target(conn.queue_url, conn.client.meta.endpoint_url)
+
+    def _connection(self, pool_size: int = 0) -> _Connection:
+        if self._pid != os.getpid():  # forked: never share a client or a lock with the parent
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+            self._conn = None
+        conn = self._conn
+        if conn is not None and conn.pool_size >= pool_size:
+            return conn
+        with self._lock:
+            conn = self._conn
+            if conn is None or conn.pool_size < pool_size:
+                conn = self._connect(conn, pool_size)
+                self._conn = conn
+            return conn
+
+    def _connect(self, old: _Connection | None, pool_size: int) -> _Connection:
+        opts = self.options
+        settings = old.settings if old else self._settings()
+        size = max(pool_size, opts.max_pool_connections, old.pool_size if old else 0)
+        client = settings.create_client(
+            max_pool_connections=size, retry_mode=opts.retry_mode, max_attempts=opts.max_attempts
+        )
+        queue_url = old.queue_url if old else self._lookup_queue_url(client)
+        return _Connection(os.getpid(), settings, client, queue_url, size)
+
+    def _settings(self) -> AwsSettings:
+        opts = self.options
+        return resolve_settings(
+            self.url,
+            region=opts.region,
+            endpoint_url=opts.endpoint_url,
+            profile=opts.profile,
+            allow_insecure_http=opts.allow_insecure_http,
+        )
+
+    def _lookup_queue_url(self, client: Any) -> str:
+        name = self.address.name
+        if not self.options.create and self.address.queue_url is not None:
+            return self.address.queue_url
+        operation = "CreateQueue" if self.options.create else "GetQueueUrl"
+        try:
+            if self.options.create:
+                return _ensure_queues(client, name, self.options.max_receives)[0]
+            return str(client.get_queue_url(QueueName=name)["QueueUrl"])
+        except _BOTO_ERRORS as e:
+            raise _translate(e, operation, name) from e
+
+    def _call(self, operation: str, queue_url: str | None = None, **params: Any) -> dict[str, Any]:
+        """Run one SQS operation on this queue (or ``queue_url``), translating errors."""
+        conn = self._connection()
+        method = getattr(conn.client, _snake(operation))
+        try:
+            result: dict[str, Any] = method(QueueUrl=queue_url or conn.queue_url, **params)
+        except _BOTO_ERRORS as e:
+            raise _translate(e, operation, self.address.name) from e
+        return result
+
+    def close(self) -> None:
+        """Close the client's connections; a later call reconnects."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self._memo.clear()
+            self._memo_chars = 0
+        if conn is not None and conn.pid == os.getpid():
+            conn.client.close()
+
+    # -- sending ------------------------------------------------------------------
+
+    def build_entries(self, bodies: Sequence[str], delay_seconds: float = 0) -> list[dict[str, Any]]:
+        """SendMessageBatch entries (Ids ``"0"``..``"n-1"``) for ``bodies``.
+
+        FIFO queues: ``MessageGroupId`` is the ``message_group_id`` option, or by
+        default one of 16 groups chosen by the body's hash (parallel consumers,
+        ordering kept only among tasks of one group). ``MessageDeduplicationId``
+        is, with ``deduplication="unique"`` (default), a hash of the body and a
+        never-repeating nonce, so identical tasks inserted on purpose are all kept
+        (a batch resent after a lost reply may then be stored twice);
+        with ``"content"`` it is the body hash alone, so identical bodies sent
+        within SQS's 5-minute window (including resends after a lost reply) are
+        stored once. FIFO queues refuse per-message delays.
+        """
+        if len(bodies) > MAX_BATCH:
+            raise ConfigurationError(f"SQS batches hold at most {MAX_BATCH} messages, got {len(bodies)}")
+        delay = _delay(delay_seconds)
+        if not self.fifo:
+            if delay:
+                return [{"Id": str(i), "MessageBody": b, "DelaySeconds": delay} for i, b in enumerate(bodies)]
+            return [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)]
+        if delay:
+            raise ConfigurationError(
+                f"FIFO queue {self.address.name!r} does not accept per-message delay_seconds "
+                f"(got {delay_seconds}); set the queue's DelaySeconds attribute instead"
+            )
+        entries = []
+        for i, body in enumerate(bodies):
+            group, dedup = self.fifo_ids(body)
+            entries.append(
+                {"Id": str(i), "MessageBody": body, "MessageGroupId": group, "MessageDeduplicationId": dedup}
+            )
+        return entries
+
+    def fifo_ids(self, body: str) -> tuple[str, str]:
+        """``(MessageGroupId, MessageDeduplicationId)`` for one body of a FIFO queue.
+
+        Both engines use it (see :meth:`build_entries` for the rules). Unique ids
+        come from a random per-instance nonce, the process id and a counter.
+        """
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        group = self.options.message_group_id or f"tq-{int(digest[:8], 16) % FIFO_GROUPS:02d}"
+        if self.options.deduplication == "content":
+            return group, digest
+        return group, _sha256(f"{self._nonce}:{os.getpid()}:{next(self._sequence)}:{digest}")
+
+    def send_batch(self, bodies: Sequence[str], delay_seconds: float = 0) -> list[EntryFailure]:
+        """SendMessageBatch; refused, missing or MD5-mismatched entries come back as failures."""
+        if not bodies:
+            return []
+        entries = self.build_entries(bodies, delay_seconds)
+        response = self._call("SendMessageBatch", Entries=entries)
+        return _batch_failures(response, bodies)
+
+    def open_sender(self, concurrency: int) -> BatchSender:
+        """The bulk upload engine chosen by the ``engine`` option."""
+        if self.options.engine == "fast":
+            try:
+                from .sqs_fast import FastSender
+            except ImportError as e:
+                raise ConfigurationError(f"engine='fast' is not available ({e}); use engine='boto3'") from e
+            return FastSender(
+                self.target,
+                concurrency,
+                allow_insecure_http=self.options.allow_insecure_http,
+                fifo_ids=self.fifo_ids if self.fifo else None,
+            )
+        self._connection(pool_size=concurrency)
+        return ThreadSender(self, concurrency)
+
+    # -- leasing ------------------------------------------------------------------
+
+    def receive(self, max_messages: int, lease_seconds: float, wait_seconds: float = 0) -> list[Message]:
+        """ReceiveMessage (up to 10, visibility = lease); long-polls up to ``wait_seconds``."""
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        while True:
+            remaining = deadline - time.monotonic()
+            messages = self._receive_once(max_messages, lease_seconds, remaining)
+            if messages or remaining <= MAX_WAIT_SECONDS:
+                return messages
+
+    def _receive_once(
+        self, max_messages: int, lease_seconds: float, wait_seconds: float, queue_url: str | None = None
+    ) -> list[Message]:
+        raw = self._receive_raw(max_messages, lease_seconds, wait_seconds, queue_url)
+        messages = [_message(m) for m in raw]
+        if queue_url is None:
+            self._remember(messages)
+        return messages
+
+    def _receive_raw(
+        self, max_messages: int, lease_seconds: float, wait_seconds: float, queue_url: str | None = None
+    ) -> list[dict[str, Any]]:
+        response = self._call(
+            "ReceiveMessage",
+            queue_url,
+            MaxNumberOfMessages=min(MAX_BATCH, max(1, int(max_messages))),
+            VisibilityTimeout=_lease(lease_seconds),
+            WaitTimeSeconds=min(MAX_WAIT_SECONDS, max(0, math.ceil(wait_seconds))),
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageAttributeNames=_ATTRIBUTES,
+        )
+        return list(response.get("Messages", []))
+
+    def delete(self, handles: Sequence[str]) -> int:
+        """DeleteMessageBatch in chunks of 10; return how many SQS confirmed."""
+        deleted = 0
+        for start in range(0, len(handles), MAX_BATCH):
+            deleted += self._delete_chunk(list(handles[start : start + MAX_BATCH]))
+        return deleted
+
+    def _delete_chunk(self, handles: list[str], queue_url: str | None = None) -> int:
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
+        response = self._call("DeleteMessageBatch", queue_url, Entries=entries)
+        self._forget(handles)
+        failed = response.get("Failed", [])
+        server_side = [f for f in failed if not f.get("SenderFault", False)]
+        if server_side:
+            codes = sorted({str(f.get("Code")) for f in server_side})
+            raise BackendError(
+                f"DeleteMessageBatch: {len(server_side)} of {len(handles)} deletes failed on the "
+                f"server ({', '.join(codes)}); {len(response.get('Successful', []))} deleted",
+                queue=self.address.name,
+                retryable=True,
+            )
+        return len(response.get("Successful", []))
+
+    def change_lease(self, handle: str, lease_seconds: float) -> None:
+        """ChangeMessageVisibility (capped at 12 h); a dead handle raises LeaseLostError."""
+        self._call("ChangeMessageVisibility", ReceiptHandle=handle, VisibilityTimeout=_lease(lease_seconds))
+
+    def release_all(self) -> int:
+        """Refused: SQS cannot list or reach messages leased by other consumers."""
+        raise ConfigurationError(
+            f"SQS queue {self.address.name!r} cannot release all leased messages: SQS gives no way to "
+            "list in-flight messages; their leases expire on their own (or release the ones you hold "
+            "with change_lease(handle, 0))"
+        )
+
+    # -- queue state --------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        """The three approximate counts; ``dead`` is the dead-letter queue's depth."""
+        attributes = self._attributes(self._call("GetQueueAttributes", AttributeNames=["All"]))
+        dlq = self._dlq_url(attributes)
+        dead = None
+        if dlq is not None:
+            dead = _pending(self._attributes(self._call("GetQueueAttributes", dlq, AttributeNames=["All"])))
+        return Counts(
+            visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+            leased=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+            dead=dead,
+            exact=False,
+        )
+
+    @staticmethod
+    def _attributes(response: dict[str, Any]) -> dict[str, str]:
+        return dict(response.get("Attributes", {}))
+
+    def purge(self) -> None:
+        """PurgeQueue. SQS allows one per 60 s: if one is already running, the visible
+        messages are received and deleted instead (messages leased elsewhere are left
+        to the running purge). SQS may still delete messages sent in the 60 s after a
+        purge."""
+        conn = self._connection()
+        try:
+            conn.client.purge_queue(QueueUrl=conn.queue_url)
+        except botocore.exceptions.ClientError as e:
+            if _codes(e) & _PURGE_BUSY:
+                self._drain(None)
+                return
+            raise _translate(e, "PurgeQueue", self.address.name) from e
+        except _BOTO_ERRORS as e:
+            raise _translate(e, "PurgeQueue", self.address.name) from e
+        with self._lock:
+            self._memo.clear()
+            self._memo_chars = 0
+
+    def _drain(self, queue_url: str | None) -> int:
+        """Receive and delete until a long poll comes back empty; return how many."""
+        drained = 0
+        while True:
+            raw = self._receive_raw(MAX_BATCH, 60, self.scan_wait_seconds, queue_url)
+            if not raw:
+                return drained
+            drained += self._delete_chunk([m["ReceiptHandle"] for m in raw], queue_url)
+
+    # -- dead letters -------------------------------------------------------------
+
+    def _dlq_url(self, attributes: dict[str, str] | None = None) -> str | None:
+        """The dead-letter queue's URL from the redrive policy, or None."""
+        if attributes is None:
+            response = self._call("GetQueueAttributes", AttributeNames=["RedrivePolicy"])
+            attributes = self._attributes(response)
+        policy = attributes.get("RedrivePolicy")
+        if not policy:
+            return None
+        arn = str(json.loads(policy)["deadLetterTargetArn"])
+        url = self._dlq_urls.get(arn)
+        if url is None:
+            url = self._queue_url_from_arn(arn)
+            self._dlq_urls[arn] = url
+        return url
+
+    def _queue_url_from_arn(self, arn: str) -> str:
+        parts = arn.split(":")
+        if len(parts) != 6:
+            raise BackendError(f"unexpected dead-letter queue ARN {arn!r}", queue=self.address.name)
+        client = self._connection().client
+        try:
+            url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+        except _BOTO_ERRORS as e:
+            raise _translate(e, "GetQueueUrl", parts[5]) from e
+        return str(url)
+
+    def _require_dlq(self, what: str) -> str:
+        url = self._dlq_url()
+        if url is None:
+            raise ConfigurationError(
+                f"SQS queue {self.address.name!r} has no dead-letter queue, so it cannot {what}; "
+                "create one with ensure_queue_pair() or the create=True, max_receives=N options"
+            )
+        return url
+
+    def dead_letter(self, handle: str, error: str) -> None:
+        """Copy a message this backend received to the dead-letter queue, then delete it.
+
+        Only handles from this instance's :meth:`receive` work (SQS returns no body
+        for a handle). The dead-letter copy is a new SQS message; the error, the
+        receive count and the original message id travel as message attributes.
+        """
+        dlq = self._require_dlq("dead-letter messages")
+        with self._lock:
+            message = self._memo.get(handle)
+        if message is None:
+            raise LeaseLostError(
+                "dead_letter needs a handle received by this backend in this process "
+                "(unknown, already deleted, or forgotten)",
+                queue=self.address.name,
+            )
+        attributes = {
+            ERROR_ATTRIBUTE: {"DataType": "String", "StringValue": error[:ERROR_MAX_CHARS] or "error"},
+            RECEIVES_ATTRIBUTE: {"DataType": "Number", "StringValue": str(message.receive_count)},
+            MESSAGE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": message.message_id},
+        }
+        params: dict[str, Any] = {"MessageBody": message.body, "MessageAttributes": attributes}
+        if dlq.endswith(".fifo"):
+            params.update(self.build_entries([message.body])[0])
+            del params["Id"]
+        self._call("SendMessage", dlq, **params)
+        self._delete_chunk([handle])
+
+    def record_error(self, handle: str, error: str) -> None:
+        """Remember ``error`` for the message, by message id, in this process only.
+
+        SQS messages cannot carry it: when SQS's redrive policy moves the message,
+        :meth:`dead_letters` of this backend shows the last error recorded here.
+        Use :meth:`dead_letter` to move a message together with its error.
+        """
+        with self._lock:
+            message = self._memo.get(handle)
+            if message is None:
+                return
+            self._errors[message.message_id] = error[:ERROR_MAX_CHARS]
+            self._errors.move_to_end(message.message_id)
+            while len(self._errors) > _ERRORS_MAX:
+                self._errors.popitem(last=False)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Peek at up to ``limit`` dead letters, oldest first.
+
+        Each is received with a short lease and made visible again at once.
+        ``receive_count`` is the receives it had before this peek.
+        """
+        dlq = self._require_dlq("list dead letters")
+        seen: dict[str, dict[str, Any]] = {}
+        while len(seen) < limit:
+            raw = self._receive_raw(min(MAX_BATCH, limit - len(seen)), 30, self.scan_wait_seconds, dlq)
+            fresh = [m for m in raw if m["MessageId"] not in seen]
+            seen.update((m["MessageId"], m) for m in raw)
+            if not fresh:
+                break
+        self._release_raw(list(seen.values()), dlq)
+        ordered = sorted(seen.values(), key=lambda m: int(m.get("Attributes", {}).get("SentTimestamp", 0)))
+        with self._lock:
+            errors = dict(self._errors)
+        return [_dead_letter(m, errors) for m in ordered[:limit]]
+
+    def _release_raw(self, raw: list[dict[str, Any]], queue_url: str) -> None:
+        for start in range(0, len(raw), MAX_BATCH):
+            chunk = raw[start : start + MAX_BATCH]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(chunk)
+            ]
+            self._call("ChangeMessageVisibilityBatch", queue_url, Entries=entries)
+
+    def redrive(self) -> int:
+        """Move every dead letter back to this queue; return how many moved.
+
+        Stops at dead letters sent after the redrive began (plus a 5 s allowance for
+        clock skew): tasks that failed again stay put, so a fast-failing worker cannot
+        keep the redrive going forever.
+        """
+        dlq = self._require_dlq("redrive")
+        cutoff_ms = int(time.time() * 1000) + REDRIVE_CLOCK_SKEW_MS
+        moved = 0
+        while True:
+            raw = self._receive_raw(MAX_BATCH, 60, self.scan_wait_seconds, dlq)
+            old = [m for m in raw if int(m.get("Attributes", {}).get("SentTimestamp", 0)) <= cutoff_ms]
+            new = [m for m in raw if int(m.get("Attributes", {}).get("SentTimestamp", 0)) > cutoff_ms]
+            if new:
+                self._release_raw(new, dlq)
+            if not old:
+                return moved
+            moved += self._move_back(old, dlq)
+
+    def _move_back(self, raw: list[dict[str, Any]], dlq: str) -> int:
+        failures = self.send_batch([m["Body"] for m in raw])
+        refused = {f.index for f in failures}
+        sent = [m for i, m in enumerate(raw) if i not in refused]
+        if sent:
+            self._delete_chunk([m["ReceiptHandle"] for m in sent], dlq)
+        if failures:
+            self._release_raw([m for i, m in enumerate(raw) if i in refused], dlq)
+            raise BackendError(
+                f"redrive: {len(failures)} messages could not be sent back "
+                f"({', '.join(sorted({f.code for f in failures}))}); they stay in the dead-letter queue",
+                queue=self.address.name,
+                retryable=any(f.retryable for f in failures),
+            )
+        return len(sent)
+
+    # -- memo of received bodies (for dead_letter) ---------------------------------
+
+    def _remember(self, messages: list[Message]) -> None:
+        with self._lock:
+            for m in messages:
+                self._memo[m.handle] = m
+                self._memo_chars += len(m.body)
+            while self._memo and (len(self._memo) > _MEMO_MAX_MESSAGES or self._memo_chars > _MEMO_MAX_CHARS):
+                _, old = self._memo.popitem(last=False)
+                self._memo_chars -= len(old.body)
+
+    def _forget(self, handles: Sequence[str]) -> None:
+        with self._lock:
+            for handle in handles:
+                old = self._memo.pop(handle, None)
+                if old is not None:
+                    self._memo_chars -= len(old.body)
+
+
+def _rebuild(url: str, options: dict[str, Any]) -> SQSBackend:
+    return SQSBackend.from_url(url, **options)
+
+
+# -- queue creation -----------------------------------------------------------------
+
+
+def ensure_queue_pair(
+    name: str,
+    max_receives: int,
+    *,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    profile: str | None = None,
+    allow_insecure_http: bool = False,
+) -> tuple[str, str]:
+    """Create ``name`` and ``<name>-dlq`` (FIFO: ``<base>-dlq.fifo``) if missing and
+    attach a redrive policy moving a message after ``max_receives`` receives.
+
+    ``name`` may also be an SQS URL. Returns ``(queue_url, dlq_url)``; safe to repeat.
+    """
+    _check_int("max_receives", max_receives, 1, 1000)
+    settings = resolve_settings(
+        name if "://" in name else f"sqs://{name}",
+        region=region,
+        endpoint_url=endpoint_url,
+        profile=profile,
+        allow_insecure_http=allow_insecure_http,
+    )
+    client = settings.create_client(max_pool_connections=2)
+    queue = settings.address.name
+    try:
+        queue_url, dlq_url = _ensure_queues(client, queue, max_receives)
+    except _BOTO_ERRORS as e:
+        raise _translate(e, "CreateQueue", queue) from e
+    finally:
+        client.close()
+    assert dlq_url is not None
+    return queue_url, dlq_url
+
+
+def _ensure_queues(client: Any, name: str, max_receives: int | None) -> tuple[str, str | None]:
+    """Create the queue (and with ``max_receives`` its DLQ and redrive policy)."""
+    if max_receives is None:
+        return _create(client, name, {}), None
+    dlq_name = _dlq_name(name)
+    dlq_url = _create(client, dlq_name, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})
+    arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = _create(client, name, {})
+    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives})
+    client.set_queue_attributes(QueueUrl=queue_url, Attributes={"RedrivePolicy": policy})
+    return queue_url, dlq_url
+
+
+def _create(client: Any, name: str, attributes: dict[str, str]) -> str:
+    """Return the URL of ``name``, creating it with ``attributes`` if it is missing."""
+    try:
+        return str(client.get_queue_url(QueueName=name)["QueueUrl"])
+    except botocore.exceptions.ClientError as e:
+        if not _codes(e) & _NOT_FOUND:
+            raise
+    if name.endswith(".fifo"):
+        attributes = {**attributes, "FifoQueue": "true"}
+    return str(client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
+
+
+def _dlq_name(name: str) -> str:
+    base, fifo = (name[: -len(".fifo")], ".fifo") if name.endswith(".fifo") else (name, "")
+    dlq = f"{base}{DLQ_SUFFIX}{fifo}"
+    if len(dlq) > 80:
+        raise ConfigurationError(f"queue name {name!r} is too long to add {DLQ_SUFFIX!r} (SQS allows 80)")
+    return dlq
+
+
+# -- translation helpers ------------------------------------------------------------
+
+
+def _snake(operation: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _delay(delay_seconds: float) -> int:
+    if delay_seconds < 0 or delay_seconds > MAX_DELAY_SECONDS:
+        raise ConfigurationError(f"delay_seconds={delay_seconds} must be between 0 and {MAX_DELAY_SECONDS}")
+    return math.ceil(delay_seconds)
+
+
+def _lease(lease_seconds: float) -> int:
+    return min(MAX_LEASE_SECONDS, max(0, math.ceil(lease_seconds)))
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    attributes = raw.get("Attributes", {})
+    return Message(
+        handle=raw["ReceiptHandle"],
+        body=raw["Body"],
+        message_id=raw["MessageId"],
+        receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+    )
+
+
+def _dead_letter(raw: dict[str, Any], errors: dict[str, str]) -> DeadLetter:
+    custom = raw.get("MessageAttributes", {})
+    message_id = custom.get(MESSAGE_ID_ATTRIBUTE, {}).get("StringValue") or raw["MessageId"]
+    error = custom.get(ERROR_ATTRIBUTE, {}).get("StringValue") or errors.get(message_id)
+    recorded = custom.get(RECEIVES_ATTRIBUTE, {}).get("StringValue")
+    peeked = int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)) - 1
+    return DeadLetter(
+        message_id=message_id,
+        body=raw["Body"],
+        receive_count=int(recorded) if recorded is not None else max(peeked, 0),
+        error=error,
+    )
+
+
+def _pending(attributes: dict[str, str]) -> int:
+    return sum(
+        int(attributes.get(k, 0))
+        for k in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+    )
+
+
+def _batch_failures(response: dict[str, Any], bodies: Sequence[str]) -> list[EntryFailure]:
+    """Failed entries, plus any entry the reply does not mention or whose MD5 is wrong."""
+    failures: dict[int, EntryFailure] = {}
+    for failed in response.get("Failed", []):
+        index = int(failed["Id"])
+        failures[index] = EntryFailure(
+            index=index,
+            code=str(failed.get("Code", "Failed")),
+            message=str(failed.get("Message", "")),
+            retryable=not failed.get("SenderFault", False),
+        )
+    confirmed = set()
+    for ok in response.get("Successful", []):
+        index = int(ok["Id"])
+        confirmed.add(index)
+        md5 = ok.get("MD5OfMessageBody")
+        if md5 is not None and md5 != hashlib.md5(bodies[index].encode(), usedforsecurity=False).hexdigest():
+            failures[index] = EntryFailure(index, "MD5Mismatch", "MD5OfMessageBody does not match the body")
+    for index in range(len(bodies)):
+        if index not in confirmed and index not in failures:
+            failures[index] = EntryFailure(index, "MissingFromResponse", "entry absent from the reply")
+    return [failures[i] for i in sorted(failures)]
+
+
+def _codes(error: botocore.exceptions.ClientError) -> set[str]:
+    info = error.response.get("Error", {})
+    return {str(c) for c in (info.get("Code"), info.get("QueryErrorCode")) if c}
+
+
+def _translate(error: Exception, operation: str, queue: str) -> TaskQueueError:
+    """Map a botocore error to the package's exception tree (never with credentials)."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        codes = _codes(error)
+        info = error.response.get("Error", {})
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = f"{operation} failed: {info.get('Code', 'Unknown')}: {info.get('Message', '')} (HTTP {status})"
+        if codes & _NOT_FOUND:
+            return QueueNotFoundError(queue, f"{operation}: {info.get('Message', 'not found')}")
+        if codes & _LEASE_LOST or (
+            operation.startswith("ChangeMessageVisibility")
+            and "receipt handle" in str(info.get("Message", "")).lower()
+        ):
+            return LeaseLostError(text, queue=queue)
+        retryable = status >= 500 or status == 429 or bool(codes & _THROTTLED)
+        return BackendError(text, queue=queue, retryable=retryable)
+    if isinstance(
+        error, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
+        return ConfigurationError(f"{operation}: AWS credentials are missing or incomplete")
+    transient = isinstance(error, botocore.exceptions.HTTPClientError | ResponseParserError)
+    text = f"{operation} failed: {type(error).__name__}: {error}"
+    return BackendError(text, queue=queue, retryable=transient)
