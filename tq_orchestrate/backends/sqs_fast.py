@@ -1,0 +1,326 @@
+"""The fast SQS upload path: pre-built AWS JSON 1.0 requests, own SigV4, keep-alive HTTP/1.1.
+
+botocore spends about 1.6 ms of CPU per ``SendMessageBatch``; this sender
+spends a small fraction of that by building the request body with string
+operations, signing it with :mod:`._sigv4` (same signature as botocore) and
+writing it on one of up to ``concurrency`` keep-alive connections driven by an
+asyncio loop in a background thread (:mod:`._http11`).
+
+Every response is parsed: each ``Failed`` entry is reported, every
+``Successful`` entry's ``MD5OfMessageBody`` is checked, and an entry the
+response does not mention is reported as failed. Nothing is assumed sent.
+
+Delivery is at least once: when a connection breaks after a request was written
+and before its response arrived, SQS may have stored the batch. The sender
+reports a retryable error and the upload engine sends the batch again, which
+can duplicate those messages. A request that never reached a connection is
+retried here once and otherwise reported as not delivered.
+
+Proxies are not supported (use the boto3 engine behind an HTTP proxy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from json.encoder import encode_basestring_ascii
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BackendError, ConfigurationError
+from ._aws import check_endpoint
+from ._http11 import HttpPool, HttpResponse, TransportError
+from ._sigv4 import FrozenCredentials, SigV4Signer, amz_date
+from .base import EntryFailure, SendOutcome
+
+if TYPE_CHECKING:
+    from ._aws import AwsTarget
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_CONCURRENCY", "FastSender", "parse_batch_response", "sqs_error"]
+
+DEFAULT_CONCURRENCY = 128
+"""Requests in flight per process: enough to hide ~20 ms round trips."""
+
+CONTENT_TYPE = "application/x-amz-json-1.0"
+SEND_TARGET = "AmazonSQS.SendMessageBatch"
+
+RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "AWS.SimpleQueueService.RequestThrottled",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "KmsThrottled",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "RequestExpired",
+        "ExpiredToken",
+    }
+)
+"""Error codes after which the same batch, signed again, may succeed (besides any 5xx)."""
+
+CredentialsProvider = Callable[[], Any]
+"""Returns an object with ``access_key``, ``secret_key`` and ``token`` (botocore's frozen credentials)."""
+FifoIds = Callable[[str], tuple[str, str]]
+"""Maps a body to its ``(MessageGroupId, MessageDeduplicationId)`` for FIFO queues."""
+
+
+class FastSender:
+    """A :class:`~tq_orchestrate.backends.base.BatchSender` that speaks to SQS directly.
+
+    ``target`` is the resolved queue (:class:`~tq_orchestrate.backends._aws.AwsTarget`).
+    ``submit`` builds and signs the request in the caller's thread and blocks
+    while ``concurrency`` batches are in flight; ``done`` runs in the sender's
+    loop thread (or in the caller's thread if the request cannot be built).
+    """
+
+    def __init__(
+        self,
+        target: AwsTarget,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        *,
+        allow_insecure_http: bool = False,
+        fifo_ids: FifoIds | None = None,
+        connect_timeout_seconds: float = 10.0,
+        read_timeout_seconds: float = 60.0,
+    ) -> None:
+        check_endpoint(target.endpoint_url, allow_insecure_http)
+        if target.fifo and fifo_ids is None:
+            raise ConfigurationError(f"FIFO queue {target.queue_url}: the fast sender needs fifo_ids")
+        if _proxy_for(target.endpoint_url):
+            raise ConfigurationError(
+                f"a proxy is configured for {target.endpoint_url}; the fast engine does not use proxies "
+                "(use engine='boto3')"
+            )
+        self.queue_url = target.queue_url
+        self._credentials: CredentialsProvider = target.frozen_credentials
+        self._fifo_ids = fifo_ids
+        self._signer = SigV4Signer(
+            service="sqs", region=target.region, host=target.host_header, path=_quote_path(target.path)
+        )
+        self._head = (
+            f"POST {self._signer.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+            f"Content-Type: {CONTENT_TYPE}\r\nX-Amz-Target: {SEND_TARGET}\r\n"
+            "User-Agent: tq-orchestrate\r\n"
+        )
+        self._prefix = '{"QueueUrl":' + encode_basestring_ascii(target.queue_url) + ',"Entries":['
+        tls = _tls_context(target.ca_bundle) if target.scheme == "https" else None
+        self.concurrency = max(1, concurrency)
+        self._pool = HttpPool(
+            target.hostname,
+            target.port,
+            max_connections=self.concurrency,
+            ssl_context=tls,
+            connect_timeout_seconds=connect_timeout_seconds,
+            read_timeout_seconds=read_timeout_seconds,
+            name="tqo-sqs-fast",
+        )
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._closed = False
+
+    # -- BatchSender -----------------------------------------------------------
+
+    def submit(
+        self, bodies: Sequence[str], delay_seconds: float, done: Callable[[SendOutcome], None]
+    ) -> None:
+        """Send one batch (1-10 bodies); block while ``concurrency`` batches are in flight."""
+        if self._closed:
+            raise RuntimeError("FastSender is closed")
+        bodies = list(bodies)
+        self._slots.acquire()
+        try:
+            request = self.build_request(bodies, delay_seconds)
+        except BaseException as e:  # reported through done, like any failed send
+            self._finish(done, _as_backend_error(e, self.queue_url))
+            return
+        self._pool.request(request, lambda outcome: self._finish(done, self._outcome(bodies, outcome)))
+
+    def close(self) -> None:
+        """Wait until every submitted batch's ``done`` has run, then close the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in range(self.concurrency):
+            self._slots.acquire()
+        self._pool.close()
+
+    # -- building ------------------------------------------------------------------
+
+    def build_request(self, bodies: Sequence[str], delay_seconds: float = 0) -> bytes:
+        """The complete signed HTTP request for ``SendMessageBatch`` of ``bodies``."""
+        body = self.build_body(bodies, delay_seconds)
+        creds = self._credentials()
+        frozen = FrozenCredentials(creds.access_key, creds.secret_key, creds.token)
+        signed = self._signer.sign(
+            body=body, content_type=CONTENT_TYPE, target=SEND_TARGET, credentials=frozen, timestamp=amz_date()
+        )
+        head = (
+            self._head + "".join(f"{k}: {v}\r\n" for k, v in signed) + f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode("latin-1") + body
+
+    def build_body(self, bodies: Sequence[str], delay_seconds: float = 0) -> bytes:
+        """The JSON body of ``SendMessageBatch`` (entry ``Id`` is the index in ``bodies``)."""
+        if not 1 <= len(bodies) <= 10:
+            raise ConfigurationError(f"SendMessageBatch takes 1 to 10 messages, got {len(bodies)}")
+        enc = encode_basestring_ascii
+        if self._fifo_ids is not None:
+            ids = self._fifo_ids
+            entries = []
+            for i, text in enumerate(bodies):
+                group, dedup = ids(text)
+                entries.append(
+                    f'{{"Id":"{i}","MessageBody":{enc(text)},'
+                    f'"MessageGroupId":{enc(group)},"MessageDeduplicationId":{enc(dedup)}}}'
+                )
+            return (self._prefix + ",".join(entries) + "]}").encode("ascii")
+        delay = _delay(delay_seconds)
+        joined = ",".join(
+            f'{{"Id":"{i}","MessageBody":{enc(text)},"DelaySeconds":{delay}}}'
+            for i, text in enumerate(bodies)
+        )
+        return (self._prefix + joined + "]}").encode("ascii")
+
+    # -- outcomes ------------------------------------------------------------------
+
+    def _outcome(self, bodies: list[str], outcome: HttpResponse | TransportError) -> SendOutcome:
+        if isinstance(outcome, TransportError):
+            return BackendError(f"SendMessageBatch: {outcome}", queue=self.queue_url, retryable=True)
+        try:
+            if outcome.status == 200:
+                return parse_batch_response(outcome.body, bodies)
+            return sqs_error(outcome, self.queue_url)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            return BackendError(
+                f"SendMessageBatch: unreadable response (HTTP {outcome.status}): {type(e).__name__}: {e}",
+                queue=self.queue_url,
+                retryable=True,
+            )
+
+    def _finish(self, done: Callable[[SendOutcome], None], outcome: SendOutcome) -> None:
+        try:
+            done(outcome)
+        except Exception:  # the engine's callback must not break the sender
+            log.exception("upload callback failed")
+        finally:
+            self._slots.release()
+
+
+def parse_batch_response(body: bytes, bodies: Sequence[str]) -> list[EntryFailure]:
+    """The failed entries of a ``SendMessageBatch`` response for ``bodies``.
+
+    ``Failed`` entries are reported with ``retryable = not SenderFault``. A
+    ``Successful`` entry whose ``MD5OfMessageBody`` does not match the body sent,
+    and an entry the response does not mention, are reported as retryable failures.
+    """
+    data = json.loads(body)
+    failures: dict[int, EntryFailure] = {}
+    for entry in data.get("Failed") or ():
+        index = int(entry["Id"])
+        failures[index] = EntryFailure(
+            index,
+            str(entry.get("Code") or "Failed"),
+            str(entry.get("Message") or ""),
+            retryable=not entry.get("SenderFault", False),
+        )
+    succeeded: set[int] = set()
+    for entry in data.get("Successful") or ():
+        index = int(entry["Id"])
+        md5 = entry.get("MD5OfMessageBody")
+        if 0 <= index < len(bodies) and md5 is not None and md5 != _md5(bodies[index]):
+            failures.setdefault(
+                index, EntryFailure(index, "MD5Mismatch", "MD5OfMessageBody does not match the body sent")
+            )
+        succeeded.add(index)
+    for index in range(len(bodies)):
+        if index not in succeeded and index not in failures:
+            failures[index] = EntryFailure(
+                index, "MissingFromResponse", "the response does not list this entry"
+            )
+    return [failures[i] for i in sorted(failures) if 0 <= i < len(bodies)]
+
+
+def sqs_error(response: HttpResponse, queue_url: str) -> BackendError:
+    """The BackendError for a non-200 AWS JSON response (retryable for throttling and 5xx)."""
+    code, message = "", ""
+    try:
+        data = json.loads(response.body)
+        code = str(data.get("__type") or data.get("code") or "").rsplit("#", 1)[-1]
+        message = str(data.get("message") or data.get("Message") or "")
+    except (ValueError, AttributeError):
+        message = response.body[:200].decode("utf-8", "replace")
+    query_code = response.headers.get("x-amzn-query-error", "").split(";", 1)[0]
+    code = code or query_code or f"HTTP{response.status}"
+    retryable = response.status >= 500 or response.status == 429 or bool({code, query_code} & RETRYABLE_CODES)
+    shown = f"{code} ({query_code})" if query_code and query_code != code else code
+    return BackendError(
+        f"SendMessageBatch failed: HTTP {response.status} {shown}: {message}",
+        queue=queue_url,
+        retryable=retryable,
+    )
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def _delay(delay_seconds: float) -> int:
+    delay = math.ceil(delay_seconds)  # SQS takes whole seconds; never deliver early
+    if not 0 <= delay <= 900:
+        raise ConfigurationError(f"SQS delay_seconds must be from 0 to 900, got {delay_seconds!r}")
+    return delay
+
+
+def _as_backend_error(error: BaseException, queue_url: str) -> BaseException:
+    if isinstance(error, (ConfigurationError, BackendError)) or not isinstance(error, Exception):
+        return error
+    # e.g. refreshing temporary credentials failed: may work on the next try
+    return BackendError(
+        f"cannot sign SendMessageBatch: {type(error).__name__}: {error}", queue=queue_url, retryable=True
+    )
+
+
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    cafile = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or _default_ca_bundle()
+    context = ssl.create_default_context(cafile=cafile)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _default_ca_bundle() -> str:
+    from botocore.httpsession import get_cert_path
+
+    return str(get_cert_path(True))  # certifi's bundle, else botocore's own, as botocore does
+
+
+def _quote_path(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path or "/", safe="/~")
+
+
+def _proxy_for(url: str) -> bool:
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(host)

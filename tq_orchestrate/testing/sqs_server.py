@@ -1,0 +1,557 @@
+"""A minimal in-memory SQS server on 127.0.0.1 for tests and benchmarks.
+
+Speaks the AWS JSON 1.0 protocol that botocore uses for SQS (``POST /`` with
+``X-Amz-Target: AmazonSQS.<Operation>``) over keep-alive HTTP/1.1, checks no
+signatures, and keeps queues in memory (:mod:`.sqs_state`). A request costs a
+few tens of microseconds; ``latency_seconds`` delays every response to mimic a
+network round trip. :class:`Faults` injects failures for tests.
+
+In a test::
+
+    with SqsStandIn(latency_seconds=0.0, faults=Faults(throttle_rate=0.1)) as server:
+        url = server.create_queue("jobs")
+        ...  # point boto3 / TaskQueue at server.endpoint_url
+        assert sorted(server.bodies("jobs")) == expected
+
+From the command line (prints the endpoint URL on its first line, runs until
+SIGINT/SIGTERM)::
+
+    python -m tq_orchestrate.testing.sqs_server --port 9324 --latency-ms 20 --queue jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+import signal
+import ssl
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .sqs_state import Reply, SqsState
+
+__all__ = ["FaultStats", "Faults", "SqsStandIn", "main"]
+
+T = TypeVar("T")
+
+_MAX_HEAD_BYTES = 64 * 1024
+_POLL_SECONDS = 0.02
+_SEND_OPERATIONS = frozenset({"SendMessageBatch", "SendMessage"})
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    411: "Length Required",
+    500: "Internal Server Error",
+}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What to break, and how often. Rates are fractions of requests (or of entries).
+
+    Request-level faults (one at most per request, drawn in this order) apply to
+    the ``operations`` listed: ``drop_before_rate`` closes the connection without
+    processing the request (nothing stored: resending is safe),
+    ``throttle_rate`` answers HTTP 400 ``ThrottlingException``, ``error_rate``
+    answers HTTP 500 ``InternalFailure``, ``drop_after_rate`` processes the
+    request and closes the connection without answering (a resend duplicates).
+    Independently, ``slow_rate`` adds ``slow_seconds`` to a response.
+
+    Per entry of ``SendMessageBatch``: ``fail_entry(body)`` or
+    ``entry_failure_rate`` refuses the entry with a retryable ``Failed`` entry;
+    ``bad_md5_rate`` stores the entry but answers a wrong ``MD5OfMessageBody``.
+
+    ``close_after_requests`` answers the Nth request of every connection with
+    ``Connection: close`` and closes it (graceful keep-alive end).
+    """
+
+    entry_failure_rate: float = 0.0
+    fail_entry: Callable[[str], bool] | None = None
+    throttle_rate: float = 0.0
+    error_rate: float = 0.0
+    drop_before_rate: float = 0.0
+    drop_after_rate: float = 0.0
+    bad_md5_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    close_after_requests: int = 0
+    operations: frozenset[str] = _SEND_OPERATIONS
+    seed: int | None = 0
+
+
+@dataclass
+class FaultStats:
+    """What the server saw and did: request counts by operation, faults injected."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    entry_failures: int = 0
+    throttled: int = 0
+    errors: int = 0
+    dropped_before: int = 0
+    dropped_after: int = 0
+    bad_md5: int = 0
+    slowed: int = 0
+    closed: int = 0
+    connections: int = 0
+
+    def copy(self) -> FaultStats:
+        return dataclasses.replace(self, requests=Counter(self.requests))
+
+
+class SqsStandIn:
+    """The server; run it in a background thread with ``with`` (or :meth:`start`/:meth:`stop`)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_seconds: float = 0.0,
+        faults: Faults | None = None,
+        store: bool = True,
+        chunked_responses: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        region: str = "us-east-1",
+        account: str = "000000000000",
+    ) -> None:
+        self.host = host
+        self.ssl_context = ssl_context
+        self.port = port
+        self.latency_seconds = latency_seconds
+        self.chunked_responses = chunked_responses
+        self._faults = faults or Faults()
+        self._rng = random.Random(self._faults.seed)
+        self._stats = FaultStats()
+        self._state = SqsState(store=store, region=region, account=account)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[_HttpConnection] = set()
+        self._polls: set[asyncio.Future[None]] = set()
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://127.0.0.1:<port>`` (``https`` with an ``ssl_context``; valid once started)."""
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Start listening in the running loop (``port`` is set afterwards)."""
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: _HttpConnection(self), self.host, self.port, ssl=self.ssl_context
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._state.endpoint_url = self.endpoint_url
+
+    async def shutdown(self) -> None:
+        """Stop listening and close every connection."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.abort()
+        for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            task.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def start(self) -> SqsStandIn:
+        """Serve from a daemon thread; return once listening."""
+        started: Future[None] = Future()
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.serve())
+            except BaseException as e:  # reported to start()
+                started.set_exception(e)
+                loop.close()
+                return
+            started.set_result(None)
+            loop.run_forever()
+            loop.run_until_complete(self.shutdown())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="sqs-stand-in", daemon=True)
+        self._thread.start()
+        started.result(timeout=30)
+        return self
+
+    def stop(self) -> None:
+        """Stop the background thread started by :meth:`start`."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(RuntimeError):  # already stopped
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        self._thread = None
+
+    def __enter__(self) -> SqsStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- inspection and control (any thread) --------------------------------------------
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the server's loop thread and return its result."""
+        loop = self._loop
+        if loop is None or self._thread is None or threading.current_thread() is self._thread:
+            return fn()
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)
+
+    def create_queue(self, name: str, attributes: dict[str, str] | None = None) -> str:
+        """Create a queue (or return the existing one's URL)."""
+        params: dict[str, Any] = {"QueueName": name, "Attributes": attributes or {}}
+        return str(self.call(lambda: self._state.create_queue(params))["QueueUrl"])
+
+    def bodies(self, name: str) -> list[str]:
+        """Every message body stored in queue ``name`` (visible, in flight or delayed)."""
+        return self.call(lambda: self._state.bodies(name))
+
+    def counts(self, name: str) -> tuple[int, int, int]:
+        """(visible, in flight, delayed) of queue ``name``."""
+
+        def read() -> tuple[int, int, int]:
+            queue = self._state.queues[name]
+            self._state.has_visible(queue)  # moves due messages first
+            visible, inflight, delayed = queue.counts
+            return visible, inflight, delayed
+
+        return self.call(read)
+
+    @property
+    def stats(self) -> FaultStats:
+        """A snapshot of what the server saw and injected so far."""
+        return self.call(self._stats.copy)
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        def swap() -> None:
+            self._faults = faults
+            self._rng = random.Random(faults.seed)
+
+        self.call(swap)
+
+    # -- request handling (loop thread) ---------------------------------------------------
+
+    def _handle(self, conn: _HttpConnection, operation: str, body: bytes) -> None:
+        stats, faults, rng = self._stats, self._faults, self._rng
+        stats.requests[operation] += 1
+        targeted = operation in faults.operations
+        draw = rng.random() if targeted else 1.0
+        bands = (faults.drop_before_rate, faults.throttle_rate, faults.error_rate, faults.drop_after_rate)
+        kind = next((i for i, edge in enumerate(_cumulative(bands)) if draw < edge), -1)
+        if kind == 0:
+            stats.dropped_before += 1
+            conn.abort()
+            return
+        if kind == 1:
+            stats.throttled += 1
+            reply = _error(
+                400,
+                "com.amazon.coral.availability#ThrottlingException",
+                "Rate exceeded",
+                "AWS.SimpleQueueService.RequestThrottled;Sender",
+            )
+        elif kind == 2:
+            stats.errors += 1
+            reply = _error(
+                500,
+                "com.amazon.coral.service#InternalFailure",
+                "injected internal failure",
+                "InternalFailure;Receiver",
+            )
+        else:
+            try:
+                params = json.loads(body) if body else {}
+            except ValueError:
+                params = None
+            if not isinstance(params, dict):
+                reply = _error(
+                    400,
+                    "com.amazonaws.sqs#InvalidParameterValue",
+                    "body is not a JSON object",
+                    "InvalidParameterValue;Sender",
+                )
+            elif operation == "ReceiveMessage" and self._should_wait(params):
+                task = asyncio.ensure_future(self._long_poll(conn, params))
+                self._polls.add(task)  # a strong reference until it finishes
+                task.add_done_callback(self._polls.discard)
+                return
+            else:
+                reply = self._run(operation, params, targeted)
+        delay = self.latency_seconds
+        if targeted and faults.slow_rate and rng.random() < faults.slow_rate:
+            stats.slowed += 1
+            delay += faults.slow_seconds
+        if kind == 3:
+            stats.dropped_after += 1
+            conn.abort_later(delay)
+            return
+        conn.respond(reply, delay)
+
+    def _run(self, operation: str, params: dict[str, Any], targeted: bool) -> Reply:
+        faults, state = self._faults, self._state
+        if operation != "SendMessageBatch" or not targeted:
+            return state.handle(operation, params)
+        fail = self._entry_fault(faults) if faults.fail_entry or faults.entry_failure_rate else None
+        reply = state.handle(operation, params) if fail is None else _batch_with(state, params, fail)
+        if faults.bad_md5_rate and reply.status == 200:
+            for entry in reply.document.get("Successful", ()):
+                if self._rng.random() < faults.bad_md5_rate:
+                    self._stats.bad_md5 += 1
+                    entry["MD5OfMessageBody"] = "0" * 32
+        return reply
+
+    def _entry_fault(self, faults: Faults) -> Callable[[str], bool]:
+        predicate, rate, rng, stats = faults.fail_entry, faults.entry_failure_rate, self._rng, self._stats
+
+        def fail(body: str) -> bool:
+            hit = (predicate is not None and predicate(body)) or (rate > 0 and rng.random() < rate)
+            if hit:
+                stats.entry_failures += 1
+            return hit
+
+        return fail
+
+    def _should_wait(self, params: dict[str, Any]) -> bool:
+        wait = params.get("WaitTimeSeconds")
+        queue = self._state.queues.get(str(params.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1])
+        if queue is None:
+            return False
+        if wait is None:
+            wait = queue.number("ReceiveMessageWaitTimeSeconds", 0)
+        return bool(wait) and not self._state.has_visible(queue)
+
+    async def _long_poll(self, conn: _HttpConnection, params: dict[str, Any]) -> None:
+        assert self._loop is not None
+        queue_name = str(params.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1]
+        wait = params.get("WaitTimeSeconds")
+        queue = self._state.queues.get(queue_name)
+        if wait is None and queue is not None:
+            wait = queue.number("ReceiveMessageWaitTimeSeconds", 0)
+        deadline = self._loop.time() + min(20.0, float(wait or 0))
+        while self._loop.time() < deadline and not conn.closed:
+            queue = self._state.queues.get(queue_name)
+            if queue is None or self._state.has_visible(queue):
+                break
+            await asyncio.sleep(_POLL_SECONDS)
+        conn.respond(self._state.handle("ReceiveMessage", params), self.latency_seconds)
+
+
+def _cumulative(rates: Sequence[float]) -> list[float]:
+    out, total = [], 0.0
+    for rate in rates:
+        total += rate
+        out.append(total)
+    return out
+
+
+def _error(status: int, type_: str, message: str, query_error: str) -> Reply:
+    return Reply(status, {"__type": type_, "message": message}, (("x-amzn-query-error", query_error),))
+
+
+def _batch_with(state: SqsState, params: dict[str, Any], fail: Callable[[str], bool]) -> Reply:
+    from .sqs_state import SqsFault
+
+    try:
+        return Reply(200, state.send_message_batch(params, fail=fail))
+    except SqsFault as e:
+        return e.reply()
+    except (KeyError, TypeError, ValueError) as e:
+        return SqsFault("InvalidParameterValue", f"{type(e).__name__}: {e}").reply()
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One client connection: HTTP/1.1 requests answered in order, keep-alive."""
+
+    def __init__(self, server: SqsStandIn) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._busy = False
+        self._close_after = False
+        self._served = 0
+        self.closed = False
+        self._request_ids = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._server._connections.add(self)
+        self._server._stats.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._server._connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if not self._busy:
+            self._process()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def abort_later(self, delay: float) -> None:
+        self._busy = True
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.abort)
+        else:
+            self.abort()
+
+    def _process(self) -> None:
+        while not self._busy and not self.closed:
+            request = self._next_request()
+            if request is None:
+                return
+            head, body = request
+            self._served += 1
+            self._busy = True
+            target = head.get("x-amz-target", "")
+            self._close_after = "close" in head.get("connection", "").lower()
+            limit = self._server.faults.close_after_requests
+            if limit and self._served >= limit:
+                self._close_after = True
+                self._server._stats.closed += 1
+            if head[":method"] == "GET":
+                self.respond(Reply(200, {"status": "ok"}), 0.0)
+            elif not target.startswith("AmazonSQS."):
+                self.respond(
+                    _error(
+                        400,
+                        "com.amazonaws.sqs#UnsupportedProtocol",
+                        "only the AWS JSON 1.0 protocol (X-Amz-Target: AmazonSQS.*) is served",
+                        "UnsupportedProtocol;Sender",
+                    ),
+                    0.0,
+                )
+            else:
+                self._server._handle(self, target[len("AmazonSQS.") :], body)
+
+    def _next_request(self) -> tuple[dict[str, str], bytes] | None:
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_HEAD_BYTES:
+                self.abort()
+            return None
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        head = {":method": lines[0].split(" ", 1)[0].upper()}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            head[name.strip().lower()] = value.strip()
+        if "chunked" in head.get("transfer-encoding", "").lower():
+            del buf[: end + 4]
+            self._busy = True
+            self._close_after = True
+            self.respond(_error(411, "LengthRequired", "send Content-Length", "LengthRequired;Sender"), 0.0)
+            return None
+        length = int(head.get("content-length", "0") or 0)
+        if len(buf) < end + 4 + length:
+            return None
+        body = bytes(buf[end + 4 : end + 4 + length])
+        del buf[: end + 4 + length]
+        return head, body
+
+    def respond(self, reply: Reply, delay: float) -> None:
+        data = self._encode(reply)
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._write, data)
+        else:
+            self._write(data)
+
+    def _encode(self, reply: Reply) -> bytes:
+        payload = json.dumps(reply.document, separators=(",", ":")).encode("utf-8")
+        self._request_ids += 1
+        lines = [
+            f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Error')}",
+            "Content-Type: application/x-amz-json-1.0",
+            f"x-amzn-RequestId: 5e5e0000-0000-4000-8000-{id(self) & 0xFFFFFF:06x}{self._request_ids:06x}",
+            "Connection: close" if self._close_after else "Connection: keep-alive",
+        ]
+        lines += [f"{name}: {value}" for name, value in reply.headers]
+        if self._server.chunked_responses and payload:
+            half = len(payload) // 2 or len(payload)
+            chunks = [payload[:half], payload[half:]]
+            framed = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks if c)
+            lines.append("Transfer-Encoding: chunked")
+            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + framed + b"0\r\nX-Trailer: t\r\n\r\n"
+        lines.append(f"Content-Length: {len(payload)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or self.closed or transport.is_closing():
+            return
+        transport.write(data)
+        if self._close_after:
+            self.closed = True
+            transport.close()
+            return
+        self._busy = False
+        if self._buf:
+            self._process()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: serve until SIGINT/SIGTERM; the first output line is the endpoint URL."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tq_orchestrate.testing.sqs_server", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every response by this much")
+    parser.add_argument(
+        "--queue", action="append", default=[], help="create this queue at start (repeatable)"
+    )
+    parser.add_argument("--no-store", action="store_true", help="acknowledge sends without keeping messages")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve_cli(args))
+
+
+async def _serve_cli(args: argparse.Namespace) -> None:
+    server = SqsStandIn(
+        host=args.host, port=args.port, latency_seconds=args.latency_ms / 1000, store=not args.no_store
+    )
+    await server.serve()
+    for name in args.queue:
+        server.create_queue(name)
+    print(server.endpoint_url, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.shutdown()
+    print("stopped", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
