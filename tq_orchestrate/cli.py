@@ -1,0 +1,588 @@
+"""The ``tqo`` command line: work, status, purge, release, dlq, copy, insert, sqs-create, demo.
+
+Every command prints errors as one line on stderr and exits non-zero
+(1 for a queue error, 2 for a usage error). Logging is configured here and in
+the worker entry point only.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .errors import ConfigurationError, PayloadError, TaskQueueError
+
+if TYPE_CHECKING:
+    from ._queue import TaskQueue
+    from .backends.base import Message
+    from .worker import WorkerStats
+
+__all__ = ["cli", "main", "work"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+COPY_CHUNK = 1000
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn TaskQueueError into click's one-line ``Error: ...`` and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TaskQueueError as e:
+            raise click.ClickException(_one_line(e)) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(url: str, **options: Any) -> TaskQueue:
+    from ._queue import TaskQueue
+
+    return TaskQueue(url, progress=False, **options)
+
+
+import_option = click.option(
+    "--import",
+    "-i",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Import MODULE for its task definitions and allow its queueable functions (repeatable).",
+)
+
+
+# -- logging --------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; task records carry id, class, seconds, outcome."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        event = getattr(record, "task_event", None)
+        if isinstance(event, dict):
+            out.update(event)
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: str, log_json: bool, stream: IO[str] | None = None) -> None:
+    """Log to stderr at ``level``; per-task records only with ``log_json`` or DEBUG."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if log_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    per_task = log_json or level == "DEBUG"
+    logging.getLogger("tq_orchestrate.worker.tasks").setLevel(logging.INFO if per_task else logging.WARNING)
+
+
+# -- the group ------------------------------------------------------------------
+
+
+@click.group(context_settings=_CONTEXT)
+@click.version_option(package_name="tq-orchestrate", prog_name="tqo")
+def cli() -> None:
+    """Manage task queues and run workers.
+
+    Queue URLs: sqlite:///path/q.db (embedded, the default for a bare path),
+    fq://dir, mem://name, sqs://name or an SQS https:// URL.
+
+    \b
+    Example:
+      tqo insert sqlite:///tmp/q.db tasks.jsonl --import mytasks
+      tqo work sqlite:///tmp/q.db --import mytasks --burst
+      tqo status sqlite:///tmp/q.db
+    """
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point ``tqo``."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="tqo")
+
+
+# -- work -----------------------------------------------------------------------
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("url")
+@import_option
+@click.option("--lease-seconds", type=click.FloatRange(min=1), default=300.0, show_default=True)
+@click.option(
+    "--num-tasks",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Tasks leased per receive call.",
+)
+@click.option(
+    "--wait-seconds",
+    type=click.FloatRange(min=0, max=20),
+    default=0.0,
+    show_default=True,
+    help="Long-poll time of each receive (SQS).",
+)
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty (see --empty-for).")
+@click.option(
+    "--empty-for",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="With --burst (implied): exit after the queue stayed empty this long [default: 0].",
+)
+@click.option("--max-tasks", type=click.IntRange(min=1), default=None, help="Exit after this many tasks.")
+@click.option(
+    "--max-seconds", type=click.FloatRange(min=0), default=None, help="Exit after running this long."
+)
+@click.option(
+    "--min-backoff",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="First backoff window (s) when the queue is empty.",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Largest backoff window (s); the window doubles up to it.",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="A failed task comes back after this (s), doubled per receive.",
+)
+@click.option("--max-retry-delay", type=click.FloatRange(min=0), default=300.0, show_default=True)
+@click.option("--stop-on-error", is_flag=True, help="Exit (status 1) when a task raises.")
+@click.option("--no-heartbeat", is_flag=True, help="Do not renew the leases of running tasks.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO")
+@click.option("--log-json", is_flag=True, help="Log JSON lines, one per task (id, class, seconds, outcome).")
+def work(
+    url: str,
+    imports: tuple[str, ...],
+    lease_seconds: float,
+    num_tasks: int,
+    wait_seconds: float,
+    burst: bool,
+    empty_for: float | None,
+    max_tasks: int | None,
+    max_seconds: float | None,
+    min_backoff: float,
+    max_backoff: float,
+    retry_delay: float,
+    max_retry_delay: float,
+    stop_on_error: bool,
+    no_heartbeat: bool,
+    log_level: str,
+    log_json: bool,
+) -> None:
+    """Execute tasks from URL until stopped.
+
+    SIGTERM or Ctrl-C finishes the task in hand, releases leased tasks that
+    did not start and exits 0; a second signal exits at once (130 for SIGINT,
+    143 for SIGTERM). Same as `python -m tq_orchestrate.worker URL`.
+
+    \b
+    Example:
+      tqo work sqlite:///tmp/q.db --import mytasks --num-tasks 10 --burst --log-json
+    """
+    from .worker import WorkerOptions, run_worker
+
+    configure_logging(log_level.upper(), log_json)
+    burst_seconds = empty_for if empty_for is not None else (0.0 if burst else None)
+    try:
+        options = WorkerOptions(
+            lease_seconds=lease_seconds,
+            num_tasks=num_tasks,
+            wait_seconds=wait_seconds,
+            burst_seconds=burst_seconds,
+            max_tasks=max_tasks,
+            max_seconds=max_seconds,
+            stop_on_error=stop_on_error,
+            heartbeat=not no_heartbeat,
+            min_backoff_seconds=min_backoff,
+            max_backoff_seconds=max_backoff,
+            retry_delay_seconds=retry_delay,
+            max_retry_delay_seconds=max_retry_delay,
+        )
+        stats = run_worker(url, options, imports=imports)
+    except TaskQueueError as e:
+        raise click.ClickException(_one_line(e)) from e
+    except KeyboardInterrupt:
+        sys.exit(130)
+    _exit_for(stats)
+
+
+def _exit_for(stats: WorkerStats) -> None:
+    if stats.error is not None:
+        click.echo(f"Error: {stats.stop_reason}: {_one_line(stats.error)}", err=True)
+        sys.exit(1)
+
+
+# -- status / purge / release ---------------------------------------------------------
+
+
+def _counts_dict(tq: TaskQueue) -> dict[str, Any]:
+    c = tq.counts()
+    return {
+        "url": tq.url,
+        "enqueued": c.pending,
+        "visible": c.visible,
+        "leased": c.leased,
+        "delayed": c.delayed,
+        "inserted": c.inserted,
+        "completed": c.completed,
+        "dead": c.dead,
+        "exact": c.exact,
+    }
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("url")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@friendly_errors
+def status(url: str, as_json: bool) -> None:
+    """Show how many tasks are enqueued, leased, delayed, completed and dead.
+
+    `-` marks a figure the backend does not know; SQS figures are approximate.
+
+    \b
+    Example:
+      tqo status sqlite:///tmp/q.db --json
+    """
+    with _open(url) as tq:
+        data = _counts_dict(tq)
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"queue      {data['url']}" + ("" if data["exact"] else "  (approximate counts)"))
+    for key in ("enqueued", "visible", "leased", "delayed", "inserted", "completed", "dead"):
+        value = data[key]
+        click.echo(f"{key:<10} {'-' if value is None else value}")
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("url")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@friendly_errors
+def purge(url: str, yes: bool) -> None:
+    """Delete every task in URL, leased or not.
+
+    \b
+    Example:
+      tqo purge sqlite:///tmp/q.db --yes
+    """
+    if not yes:
+        click.confirm(f"Delete every task in {url}?", abort=True, err=True)
+    with _open(url) as tq:
+        tq.purge()
+    click.echo(f"purged {url}")
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("url")
+@friendly_errors
+def release(url: str) -> None:
+    """Make every leased task in URL visible again now.
+
+    Use it after workers died, instead of waiting for their leases to expire.
+
+    \b
+    Example:
+      tqo release sqlite:///tmp/q.db
+    """
+    with _open(url) as tq:
+        count = tq.release_all()
+    click.echo(f"released {count} tasks")
+
+
+# -- dead letters ---------------------------------------------------------------
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("url")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--redrive", is_flag=True, help="Put every dead-lettered task back in the queue.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter.")
+@friendly_errors
+def dlq(url: str, limit: int, redrive: bool, as_json: bool) -> None:
+    """List the dead-lettered tasks of URL (class, receive count, error), or redrive them.
+
+    \b
+    Example:
+      tqo dlq sqlite:///tmp/q.db
+      tqo dlq sqlite:///tmp/q.db --redrive
+    """
+    with _open(url) as tq:
+        if redrive:
+            click.echo(f"redrove {tq.redrive()} tasks")
+            return
+        letters = tq.dead_letters(limit=limit)
+    from .worker import body_task_name
+
+    for d in letters:
+        name = body_task_name(d.body)
+        if as_json:
+            row = {"id": d.message_id, "class": name, "receive_count": d.receive_count}
+            click.echo(json.dumps({**row, "error": d.error, "body": d.body}))
+        else:
+            error = " ".join((d.error or "-").split())
+            click.echo(f"{d.message_id}\t{name}\treceives={d.receive_count}\t{error}")
+    if not as_json:
+        click.echo(
+            f"{len(letters)} dead-lettered tasks" + (" (limit reached)" if len(letters) >= limit else "")
+        )
+
+
+# -- copy -----------------------------------------------------------------------
+
+
+def _drain_source(src: TaskQueue, lease_seconds: float) -> Iterator[list[Message]]:
+    """Lease SRC's visible messages in batches until none is left or one repeats."""
+    seen: set[str] = set()
+    while True:
+        batch = src.receive(10, lease_seconds, 1.0)
+        fresh = [m for m in batch if m.message_id not in seen]
+        if not fresh:
+            for m in batch:  # a lease ran out and a message came back: we are done
+                src.release(m.handle)
+            return
+        seen.update(m.message_id for m in fresh)
+        yield fresh
+
+
+def copy_queue(src: TaskQueue, dst: TaskQueue, *, move: bool, lease_seconds: float) -> tuple[int, int]:
+    """Copy (or move) every visible task of ``src`` to ``dst``; return (copied, skipped).
+
+    Messages that are not valid tasks are skipped and stay in ``src``.
+    Copied messages are released in ``src`` at the end (deleted with ``move``).
+    """
+    held: list[str] = []
+    copied = skipped = 0
+    tasks: list[Any] = []
+    handles: list[str] = []
+
+    def flush() -> None:
+        nonlocal copied
+        if tasks:
+            copied += dst.insert(list(tasks))
+            (src.delete(list(handles)) if move else held.extend(handles))
+            tasks.clear()
+            handles.clear()
+
+    try:
+        for batch in _drain_source(src, lease_seconds):
+            for m in batch:
+                try:
+                    tasks.append(src.decode(m))
+                    handles.append(m.handle)
+                except PayloadError as e:
+                    skipped += 1
+                    held.append(m.handle)
+                    click.echo(f"skipped message {m.message_id}: {_one_line(e)}", err=True)
+            if len(tasks) >= COPY_CHUNK:
+                flush()
+        flush()
+    finally:
+        for h in held + handles:
+            try:
+                src.release(h)
+            except TaskQueueError as e:
+                click.echo(f"could not release {h}: {_one_line(e)}", err=True)
+    return copied, skipped
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("src")
+@click.argument("dst")
+@import_option
+@click.option("--move", is_flag=True, help="Delete each task from SRC once it is in DST.")
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    help="How long SRC's tasks stay leased while being copied.",
+)
+@friendly_errors
+def copy(src: str, dst: str, imports: tuple[str, ...], move: bool, lease_seconds: float) -> None:
+    """Copy the visible tasks of SRC into DST (SRC keeps them unless --move).
+
+    Run it while no worker drains SRC. Messages that are not valid tasks are
+    reported and left in SRC.
+
+    \b
+    Example:
+      tqo copy sqlite:///tmp/q.db sqs://my-queue --import mytasks
+    """
+    from .worker import import_task_modules
+
+    import_task_modules(imports)
+    with _open(src) as s, _open(dst) as d:
+        copied, skipped = copy_queue(s, d, move=move, lease_seconds=lease_seconds)
+    verb = "moved" if move else "copied"
+    click.echo(f"{verb} {copied} tasks from {src} to {dst}" + (f"; skipped {skipped}" if skipped else ""))
+
+
+# -- insert ---------------------------------------------------------------------
+
+
+def validate_lines(lines: Iterable[str]) -> list[str]:
+    """Payload lines (blank lines dropped) after checking that each one is a task.
+
+    A bad line raises ConfigurationError naming its line number.
+    """
+    from ._task import totask
+
+    kept: list[str] = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            totask(text)
+        except PayloadError as e:
+            raise ConfigurationError(f"line {number}: {_one_line(e)}; nothing was inserted") from e
+        kept.append(text)
+    return kept
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("url")
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@import_option
+@click.option("--delay-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@friendly_errors
+def insert(url: str, source: IO[str], imports: tuple[str, ...], delay_seconds: float) -> None:
+    """Insert tasks from payload lines in SOURCE (a file, or - for stdin).
+
+    Each line is one JSON payload, as a task's payload() gives it (or
+    python-task-queue's {"payload": ..., "queueName": ...} envelope). Every line
+    is checked first; if one is bad, nothing is inserted.
+
+    \b
+    Example:
+      tqo insert sqlite:///tmp/q.db tasks.jsonl --import mytasks
+      printf '{"class": "PrintTask", "txt": "hi"}\\n' | tqo insert q.db --import mytasks
+    """
+    from ._task import totask
+    from .worker import import_task_modules
+
+    import_task_modules(imports)
+    lines = validate_lines(source)
+    with _open(url) as tq:
+        count = tq.insert((totask(line) for line in lines), delay_seconds=delay_seconds, total=len(lines))
+    click.echo(f"inserted {count} tasks into {url}")
+
+
+# -- SQS queue pair ---------------------------------------------------------------
+
+
+@cli.command("sqs-create", context_settings=_CONTEXT)
+@click.argument("name")
+@click.option(
+    "--max-receives",
+    type=click.IntRange(1, 1000),
+    default=5,
+    show_default=True,
+    help="Receives before a task moves to NAME-dlq.",
+)
+@click.option("--region", default=None, help="AWS region (default: the AWS configuration chain).")
+@click.option("--endpoint-url", default=None, help="An SQS-compatible endpoint, e.g. a local emulator.")
+@click.option("--profile", default=None, help="AWS profile name.")
+@friendly_errors
+def sqs_create(
+    name: str, max_receives: int, region: str | None, endpoint_url: str | None, profile: str | None
+) -> None:
+    """Create the SQS queue NAME and NAME-dlq with a redrive policy (safe to repeat).
+
+    \b
+    Example:
+      tqo sqs-create my-queue --max-receives 5 --region us-east-1
+    """
+    from .backends.sqs import ensure_queue_pair
+
+    loopback = endpoint_url is not None and _is_loopback(endpoint_url)
+    queue_url, dlq_url = ensure_queue_pair(
+        name,
+        max_receives,
+        region=region,
+        endpoint_url=endpoint_url,
+        profile=profile,
+        allow_insecure_http=loopback,
+    )
+    click.echo(f"queue {queue_url}")
+    click.echo(f"dead-letter queue {dlq_url} (after {max_receives} receives)")
+
+
+def _is_loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1")
+
+
+# -- demo -----------------------------------------------------------------------
+
+DEMO_MODULE = "tq_orchestrate.orchestration.demo"
+
+
+@cli.command(context_settings={**_CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@friendly_errors
+def demo(args: tuple[str, ...]) -> None:
+    """Run the example pipeline (needs the dagster extra).
+
+    ARGS go to the demo itself; put them after `--` to pass its own --help.
+
+    \b
+    Example:
+      tqo demo
+      tqo demo -- --help
+    """
+    main_fn = _load_demo()
+    takes_args = bool(inspect.signature(main_fn).parameters)
+    result = main_fn(list(args)) if takes_args else main_fn()
+    if isinstance(result, int) and result:
+        sys.exit(result)
+
+
+def _load_demo() -> Callable[..., Any]:
+    try:
+        module = importlib.import_module(DEMO_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name is not None and DEMO_MODULE.startswith(e.name):
+            raise ConfigurationError(f"the demo is not available: module {DEMO_MODULE} is missing") from e
+        raise ConfigurationError(
+            f"the demo needs {e.name!r}; install the extra: pip install 'tq-orchestrate[dagster]'"
+        ) from e
+    fn = getattr(module, "main", None)
+    if not callable(fn):
+        raise ConfigurationError(f"{DEMO_MODULE} has no main() function")
+    return fn  # type: ignore[no-any-return]
