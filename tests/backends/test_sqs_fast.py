@@ -313,6 +313,30 @@ def test_request_body_is_the_json_protocol() -> None:
     sender.close()
 
 
+@pytest.mark.parametrize("name", ["jobs", "jobs.fifo"])
+@pytest.mark.parametrize("delay", [0, 0.5, 7, 900])
+def test_same_entries_as_the_boto3_engine(name: str, delay: float) -> None:
+    from tq_orchestrate.backends.sqs import SQSBackend
+
+    url = f"https://sqs.us-east-1.amazonaws.com/123456789012/{name}"
+    backend = SQSBackend.from_url(url, deduplication="content")
+    bodies = ['{"task": 1}', "two ✓", '"three"\n']
+    fifo = name.endswith(".fifo")
+    sender = FastSender(backend.target, 1, fifo_ids=backend.fifo_ids if fifo else None)
+    if fifo and delay:
+        with pytest.raises(ConfigurationError):
+            backend.build_entries(bodies, delay)
+        with pytest.raises(ConfigurationError):
+            sender.build_body(bodies, delay)
+    else:
+        assert json.loads(sender.build_body(bodies, delay)) == {
+            "QueueUrl": url,
+            "Entries": backend.build_entries(bodies, delay),
+        }
+    sender.close()
+    backend.close()
+
+
 def test_fifo_needs_ids_and_sends_them() -> None:
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs.fifo"
     target = target_for(url, "https://sqs.us-east-1.amazonaws.com")

@@ -175,11 +175,21 @@ class FastSender:
         return head.encode("latin-1") + body
 
     def build_body(self, bodies: Sequence[str], delay_seconds: float = 0) -> bytes:
-        """The JSON body of ``SendMessageBatch`` (entry ``Id`` is the index in ``bodies``)."""
+        """The JSON body of ``SendMessageBatch``; the same entries as the boto3 engine sends.
+
+        Entry ``Id`` is the index in ``bodies``. ``DelaySeconds`` is sent only when
+        not 0 (so a queue's default delay applies); FIFO queues take none.
+        """
         if not 1 <= len(bodies) <= 10:
             raise ConfigurationError(f"SendMessageBatch takes 1 to 10 messages, got {len(bodies)}")
         enc = encode_basestring_ascii
+        delay = _delay(delay_seconds)
         if self._fifo_ids is not None:
+            if delay:
+                raise ConfigurationError(
+                    f"FIFO queue {self.queue_url} does not accept per-message delay_seconds "
+                    f"(got {delay_seconds}); set the queue's DelaySeconds attribute instead"
+                )
             ids = self._fifo_ids
             entries = []
             for i, text in enumerate(bodies):
@@ -188,12 +198,14 @@ class FastSender:
                     f'{{"Id":"{i}","MessageBody":{enc(text)},'
                     f'"MessageGroupId":{enc(group)},"MessageDeduplicationId":{enc(dedup)}}}'
                 )
-            return (self._prefix + ",".join(entries) + "]}").encode("ascii")
-        delay = _delay(delay_seconds)
-        joined = ",".join(
-            f'{{"Id":"{i}","MessageBody":{enc(text)},"DelaySeconds":{delay}}}'
-            for i, text in enumerate(bodies)
-        )
+            joined = ",".join(entries)
+        elif delay:
+            joined = ",".join(
+                f'{{"Id":"{i}","MessageBody":{enc(text)},"DelaySeconds":{delay}}}'
+                for i, text in enumerate(bodies)
+            )
+        else:
+            joined = ",".join(f'{{"Id":"{i}","MessageBody":{enc(text)}}}' for i, text in enumerate(bodies))
         return (self._prefix + joined + "]}").encode("ascii")
 
     # -- outcomes ------------------------------------------------------------------
