@@ -29,7 +29,7 @@ __all__ = ["cli", "main", "work"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 COPY_CHUNK = 1000
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

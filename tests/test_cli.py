@@ -1,0 +1,286 @@
+"""The ``tqo`` command line, through click's CliRunner and one real ``tqo`` process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.sqs_fixtures import (  # noqa: F401 - fixtures registered by import
+    fixture_aws_env,
+    fixture_clean_aws_env,
+    fixture_moto_server,
+    fixture_moto_server_url,
+    unique_queue_name,
+)
+from tests.tasks_fixture import WorkerAppendTask, WorkerFailTask, read_lines
+from tq_orchestrate import TaskQueue
+from tq_orchestrate import cli as cli_module
+from tq_orchestrate.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = "tests.tasks_fixture"
+COMMANDS = ["work", "status", "purge", "release", "dlq", "copy", "insert", "sqs-create", "demo"]
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """`tqo work` configures the root logger; put it back for the other tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    tasks = logging.getLogger("tq_orchestrate.worker.tasks")
+    tasks_level = tasks.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    tasks.setLevel(tasks_level)
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def queue(tmp_path: Path, name: str = "q", query: str = "") -> str:
+    return f"sqlite://{tmp_path}/{name}.db{query}"
+
+
+def counts(url: str) -> dict[str, object]:
+    result = run("status", url, "--json")
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def payload_lines(out: Path, texts: list[str]) -> str:
+    return "\n".join(json.dumps(WorkerAppendTask(str(out), t).payload()) for t in texts) + "\n"
+
+
+def error_line(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# -- help -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Example:" in result.stdout
+    assert f"tqo {command}" in result.stdout
+
+
+# -- insert and status ----------------------------------------------------------------
+
+
+def test_insert_from_a_file_then_status(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    source = tmp_path / "tasks.jsonl"
+    envelope = json.dumps({"payload": WorkerAppendTask(str(out), "env").payload(), "queueName": "x"})
+    source.write_text(payload_lines(out, ["a", "b"]) + "\n" + envelope + "\n")
+    result = run("insert", url, str(source), "--import", FIXTURE)
+    assert result.exit_code == 0, result.output
+    assert "inserted 3 tasks" in result.stdout
+    data = counts(url)
+    assert (data["enqueued"], data["visible"], data["inserted"], data["dead"]) == (3, 3, 3, 0)
+    table = run("status", url).stdout
+    assert "visible    3" in table and "completed  0" in table
+
+
+def test_insert_from_stdin(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    result = run("insert", url, "-", "-i", FIXTURE, input=payload_lines(out, ["x", "y", "z"]))
+    assert result.exit_code == 0, result.output
+    assert counts(url)["visible"] == 3
+
+
+def test_a_bad_line_names_its_number_and_nothing_is_inserted(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    text = payload_lines(out, ["a", "b"]) + '{"class": "NoSuchTask"}\n' + payload_lines(out, ["c"])
+    result = run("insert", url, "-", "-i", FIXTURE, input=text)
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert line.startswith("Error: line 3:") and "NoSuchTask" in line and "nothing was inserted" in line
+    assert counts(url)["enqueued"] == 0
+    broken = run("insert", url, "-", "-i", FIXTURE, input=payload_lines(out, ["a"]) + "{not json\n")
+    assert broken.exit_code == 1 and error_line(broken).startswith("Error: line 2: invalid task payload")
+
+
+def test_errors_are_one_line_with_a_nonzero_exit(tmp_path: Path) -> None:
+    unknown = run("status", "nosuchscheme://x")
+    assert unknown.exit_code == 1
+    assert "unknown queue URL scheme 'nosuchscheme'" in error_line(unknown)
+    missing = run("work", queue(tmp_path), "--import", "no_such_module_anywhere", "--burst")
+    assert missing.exit_code == 1
+    assert "cannot import task module 'no_such_module_anywhere'" in error_line(missing)
+    usage = run("work", queue(tmp_path), "--num-tasks", "11")
+    assert usage.exit_code == 2
+
+
+# -- work -----------------------------------------------------------------------
+
+
+def test_work_drains_the_queue_in_burst_mode(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(12)])
+    result = run("work", url, "-i", FIXTURE, "--num-tasks", "5", "--burst", "--log-json")
+    assert result.exit_code == 0, result.output
+    assert sorted(read_lines(out), key=int) == [str(i) for i in range(12)]
+    events = [json.loads(x) for x in result.stderr.splitlines() if '"outcome"' in x]
+    assert len(events) == 12 and {e["outcome"] for e in events} == {"ok"}
+    assert {e["class"] for e in events} == {"WorkerAppendTask"}
+    assert counts(url)["completed"] == 12
+
+
+def test_work_stop_on_error_exits_1_with_one_line(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerFailTask(str(out), "x")])
+    result = run("work", url, "-i", FIXTURE, "--stop-on-error", "--burst", "--log-level", "CRITICAL")
+    assert result.exit_code == 1
+    assert error_line(result).startswith("Error: task ") and "always fails" in result.stderr
+
+
+# -- purge and release ------------------------------------------------------------------
+
+
+def test_purge_asks_first_unless_yes(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), "a")])
+    refused = run("purge", url, input="n\n")
+    assert refused.exit_code == 1 and counts(url)["enqueued"] == 1
+    accepted = run("purge", url, input="y\n")
+    assert accepted.exit_code == 0 and counts(url)["enqueued"] == 0
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), "b")])
+    assert run("purge", url, "--yes").exit_code == 0 and counts(url)["enqueued"] == 0
+
+
+def test_release_makes_leased_tasks_visible(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(3)])
+        tq.receive(2, 600)
+    assert counts(url)["leased"] == 2
+    result = run("release", url)
+    assert result.exit_code == 0 and "released 2 tasks" in result.stdout
+    assert (counts(url)["visible"], counts(url)["leased"]) == (3, 0)
+
+
+# -- dead letters ---------------------------------------------------------------
+
+
+def test_dlq_lists_class_receives_and_error_then_redrives(tmp_path: Path) -> None:
+    url, out = queue(tmp_path, query="?max_receives=1"), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerFailTask(str(out), "x"), WorkerAppendTask(str(out), "ok")])
+        tq.backend.send_batch(["{garbage"])
+    worked = run("work", url, "-i", FIXTURE, "--burst", "--retry-delay", "0", "--log-level", "CRITICAL")
+    assert worked.exit_code == 0
+    listed = run("dlq", url)
+    assert listed.exit_code == 0
+    rows = listed.stdout.strip().splitlines()
+    assert rows[-1] == "2 dead-lettered tasks"
+    fail_row = next(r for r in rows if "WorkerFailTask" in r)
+    assert "receives=1" in fail_row and "RuntimeError: task x always fails" in fail_row
+    assert any(r.split("\t")[1] == "?" and "corrupt payload" in r for r in rows[:-1])
+    as_json = [json.loads(x) for x in run("dlq", url, "--json").stdout.splitlines()]
+    assert sorted(d["class"] for d in as_json) == ["?", "WorkerFailTask"]
+    assert {d["body"] for d in as_json} >= {"{garbage"}
+    redrive = run("dlq", url, "--redrive")
+    assert redrive.exit_code == 0 and "redrove 2 tasks" in redrive.stdout
+    assert (counts(url)["dead"], counts(url)["visible"]) == (0, 2)
+
+
+# -- copy -----------------------------------------------------------------------
+
+
+def test_copy_keeps_the_source_and_move_empties_it(tmp_path: Path) -> None:
+    src, dst, dst2 = queue(tmp_path, "src"), queue(tmp_path, "dst"), queue(tmp_path, "dst2")
+    out = tmp_path / "out"
+    with TaskQueue(src, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(25)])
+        tq.backend.send_batch(["not a task"])
+    copied = run("copy", src, dst, "-i", FIXTURE)
+    assert copied.exit_code == 0, copied.output
+    assert "copied 25 tasks" in copied.stdout and "skipped 1" in copied.stdout
+    assert "skipped message" in copied.stderr
+    assert (counts(src)["visible"], counts(src)["leased"], counts(dst)["visible"]) == (26, 0, 25)
+    moved = run("copy", src, dst2, "-i", FIXTURE, "--move")
+    assert moved.exit_code == 0 and "moved 25 tasks" in moved.stdout
+    assert (counts(src)["visible"], counts(dst2)["visible"]) == (1, 25)
+    result = run("work", dst2, "-i", FIXTURE, "--burst")
+    assert result.exit_code == 0
+    assert sorted(read_lines(out), key=int) == [str(i) for i in range(25)]
+
+
+# -- SQS queue pair -------------------------------------------------------------
+
+
+def test_sqs_create_makes_a_queue_with_a_dead_letter_queue(moto_server: str) -> None:
+    name = unique_queue_name("cli")
+    result = run("sqs-create", name, "--max-receives", "2", "--endpoint-url", moto_server)
+    assert result.exit_code == 0, result.output
+    queue_line, dlq_line = result.stdout.strip().splitlines()
+    queue_url = queue_line.split()[1]
+    assert queue_url.endswith(f"/{name}") and f"/{name}-dlq" in dlq_line
+    again = run("sqs-create", name, "--max-receives", "2", "--endpoint-url", moto_server)
+    assert again.exit_code == 0 and again.stdout == result.stdout
+    assert counts(queue_url)["dead"] == 0  # the redrive policy names the dead-letter queue
+
+
+# -- demo -----------------------------------------------------------------------
+
+
+def test_demo_without_its_module_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "DEMO_MODULE", "tq_orchestrate.orchestration.no_such_demo")
+    result = run("demo")
+    assert result.exit_code == 1
+    assert "the demo is not available" in error_line(result)
+
+
+def test_demo_passes_its_arguments_to_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    fake = types.ModuleType("fake_demo_for_cli_test")
+    fake.main = lambda args: seen.append(args)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_demo_for_cli_test", fake)
+    monkeypatch.setattr(cli_module, "DEMO_MODULE", "fake_demo_for_cli_test")
+    result = run("demo", "--", "--blocks", "3")
+    assert result.exit_code == 0, result.output
+    assert seen == [["--blocks", "3"]]
+
+
+# -- the real console script ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_tqo_console_script_works_and_drains_a_queue(tmp_path: Path) -> None:
+    tqo = shutil.which("tqo", path=str(Path(sys.executable).parent))
+    assert tqo is not None, "the tqo console script is not installed next to this Python"
+    url, out = queue(tmp_path), tmp_path / "out"
+    source = tmp_path / "tasks.jsonl"
+    source.write_text(payload_lines(out, ["1", "2", "3"]))
+
+    def tqo_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([tqo, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert tqo_run("insert", url, str(source), "-i", FIXTURE).returncode == 0
+    worked = tqo_run("work", url, "-i", FIXTURE, "--burst")
+    assert worked.returncode == 0, worked.stderr
+    assert sorted(read_lines(out)) == ["1", "2", "3"]
+    status = tqo_run("status", url, "--json")
+    assert json.loads(status.stdout)["completed"] == 3
+    bad = tqo_run("status", "nosuchscheme://x")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("Error: ")
