@@ -20,6 +20,7 @@ the returned cursor (JSON-ready via :meth:`DrainCursor.to_dict`).
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,11 +150,16 @@ def check_drain(
     baseline: Baseline,
     policy: DrainPolicy,
     dead_letters: DeadLetterReader | None = None,
+    sample_size: int = SAMPLE_SIZE,
 ) -> DrainStatus:
-    """Judge one queue reading taken at ``now`` (seconds, any monotonic-enough clock)."""
+    """Judge one queue reading taken at ``now`` (seconds, any monotonic-enough clock).
+
+    ``dead_letters(n)`` lists up to ``n`` of the block's dead letters; it is
+    called only when the block failed, to quote ``sample_size`` of them.
+    """
     new_dead = _new_dead(counts, baseline)
     if new_dead > 0:
-        sample = tuple(dead_letters(SAMPLE_SIZE)) if dead_letters is not None else ()
+        sample = tuple(dead_letters(sample_size))[:sample_size] if dead_letters is not None else ()
         return DrainStatus(
             DrainState.FAILED,
             _dead_reason(new_dead, sample),
@@ -211,7 +217,23 @@ def _dead_reason(count: int, sample: Sequence[DeadLetter]) -> str:
 def _describe(letter: DeadLetter) -> str:
     body = letter.body if len(letter.body) <= 120 else letter.body[:120] + "..."
     why = f" error={letter.error!r}" if letter.error else ""
-    return f"[{letter.message_id} received {letter.receive_count}x{why} body={body}]"
+    return (
+        f"[{_task_name(letter.body)} {letter.message_id} received {letter.receive_count}x{why} body={body}]"
+    )
+
+
+def _task_name(body: str) -> str:
+    """The task class or function a message body names, if it is a readable payload."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "unreadable"
+    payload = data.get("payload", data) if isinstance(data, dict) else data
+    if isinstance(payload, dict) and isinstance(payload.get("class"), str):
+        return str(payload["class"])
+    if isinstance(payload, list) and payload and isinstance(payload[0], list) and len(payload[0]) == 2:
+        return f"{payload[0][0]}:{payload[0][1]}"
+    return "task"
 
 
 def _opt_int(value: Any) -> int | None:
