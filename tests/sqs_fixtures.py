@@ -1,7 +1,8 @@
 """Pytest fixtures for SQS tests: moto in-process and a moto server over real HTTP.
 
-Use from a test module with ``pytest_plugins = ["tests.sqs_fixtures"]`` or by
-importing the fixtures by name. Every fixture works from a clean environment:
+Use from a test module by importing the fixture functions (``fixture_<name>``,
+registered under ``<name>``), e.g. ``from tests.sqs_fixtures import fixture_moto_sqs``,
+then ask for ``moto_sqs`` as usual. Every fixture works from a clean environment:
 the developer's AWS configuration, credentials and secrets files are hidden.
 """
 
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,8 +32,62 @@ def unique_queue_name(prefix: str = "tq", fifo: bool = False) -> str:
     return name + ".fifo" if fifo else name
 
 
-@pytest.fixture
-def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+_MOTO_LOCK = threading.RLock()
+
+
+def serialize_moto_sqs() -> Callable[[], None]:
+    """Make moto's SQS receive, delete and visibility changes atomic; return an undo.
+
+    moto checks a message's visibility and marks it received in two steps without a
+    lock, so two threads receiving at once can both get the same message (seen
+    about once in 15 runs of the contract's concurrent-receivers test). Real SQS
+    does not do that within a lease. Long polling still waits outside the lock.
+    """
+    from moto.sqs.models import SQSBackend as MotoSQS
+
+    originals = {
+        name: getattr(MotoSQS, name)
+        for name in ("receive_message", "delete_message", "change_message_visibility")
+    }
+    receive = originals["receive_message"]
+
+    def receive_message(
+        self: Any,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + (wait_seconds_timeout or 0)
+        while True:
+            with _MOTO_LOCK:
+                found = receive(self, queue_name, count, 0, visibility_timeout, message_attribute_names)
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0:
+                return found
+            self.get_queue(queue_name).wait_for_messages(min(0.2, remaining))
+
+    def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with _MOTO_LOCK:
+                return method(*args, **kwargs)
+
+        return call
+
+    MotoSQS.receive_message = receive_message
+    MotoSQS.delete_message = locked(originals["delete_message"])
+    MotoSQS.change_message_visibility = locked(originals["change_message_visibility"])
+
+    def undo() -> None:
+        for name, method in originals.items():
+            setattr(MotoSQS, name, method)
+
+    return undo
+
+
+@pytest.fixture(name="clean_aws_env")
+def fixture_clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No AWS settings from the machine: empty HOME and config files, no metadata service.
 
     Returns the temporary HOME directory.
@@ -46,8 +104,8 @@ def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return home
 
 
-@pytest.fixture
-def aws_env(clean_aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(name="aws_env")
+def fixture_aws_env(clean_aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clean environment with dummy credentials and region in the environment."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET_KEY)
@@ -55,20 +113,25 @@ def aws_env(clean_aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return clean_aws_env
 
 
-@pytest.fixture
-def moto_sqs(aws_env: Path) -> Iterator[None]:
+@pytest.fixture(name="moto_sqs")
+def fixture_moto_sqs(aws_env: Path) -> Iterator[None]:
     """moto's in-process mock of AWS (fresh state for each test)."""
     from moto import mock_aws
 
-    with mock_aws():
-        yield
+    undo = serialize_moto_sqs()
+    try:
+        with mock_aws():
+            yield
+    finally:
+        undo()
 
 
-@pytest.fixture(scope="session")
-def moto_server_url() -> Iterator[str]:
+@pytest.fixture(name="moto_server_url", scope="session")
+def fixture_moto_server_url() -> Iterator[str]:
     """A moto server on 127.0.0.1 (free port) for the whole session; yields its URL."""
     from moto.server import ThreadedMotoServer
 
+    undo = serialize_moto_sqs()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -76,9 +139,10 @@ def moto_server_url() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+        undo()
 
 
-@pytest.fixture
-def moto_server(moto_server_url: str, aws_env: Path) -> str:
+@pytest.fixture(name="moto_server")
+def fixture_moto_server(moto_server_url: str, aws_env: Path) -> str:
     """The session's moto server URL, with dummy credentials in a clean environment."""
     return moto_server_url

@@ -9,11 +9,11 @@ import pytest
 
 from tests.backends.contract import BackendContract
 from tests.sqs_fixtures import (  # noqa: F401 - fixtures used by name
-    aws_env,
-    clean_aws_env,
-    moto_server,
-    moto_server_url,
-    moto_sqs,
+    fixture_aws_env,
+    fixture_clean_aws_env,
+    fixture_moto_server,
+    fixture_moto_server_url,
+    fixture_moto_sqs,
     unique_queue_name,
 )
 from tq_orchestrate.backends.sqs import SQSBackend

@@ -251,12 +251,15 @@ class AwsSettings:
     def create_client(
         self, *, max_pool_connections: int = 32, retry_mode: str = "standard", max_attempts: int = 5
     ) -> Any:
-        """A new botocore SQS client (thread-safe); its endpoint is checked for plain http."""
+        """A new botocore SQS client (thread-safe); its endpoint is checked for plain http.
+
+        ``max_attempts`` counts every try (1: no retries), like ``AWS_MAX_ATTEMPTS``.
+        """
         from botocore.config import Config
 
         mode = cast('Literal["legacy", "standard", "adaptive"]', retry_mode)
         config = Config(
-            retries={"mode": mode, "max_attempts": max_attempts},
+            retries={"mode": mode, "total_max_attempts": max_attempts},
             max_pool_connections=max_pool_connections,
             tcp_keepalive=True,
         )

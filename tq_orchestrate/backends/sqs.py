@@ -322,9 +322,7 @@ class SQSBackend(Backend):
             raise ConfigurationError(f"SQS batches hold at most {MAX_BATCH} messages, got {len(bodies)}")
         delay = _delay(delay_seconds)
         if not self.fifo:
-            if delay:
-                return [{"Id": str(i), "MessageBody": b, "DelaySeconds": delay} for i, b in enumerate(bodies)]
-            return [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)]
+            return [{"Id": str(i), "MessageBody": b, "DelaySeconds": delay} for i, b in enumerate(bodies)]
         if delay:
             raise ConfigurationError(
                 f"FIFO queue {self.address.name!r} does not accept per-message delay_seconds "
@@ -448,10 +446,11 @@ class SQSBackend(Backend):
     def counts(self) -> Counts:
         """The three approximate counts; ``dead`` is the dead-letter queue's depth."""
         attributes = self._attributes(self._call("GetQueueAttributes", AttributeNames=["All"]))
-        dlq = self._dlq_url(attributes)
+        dlq = self._dlq(attributes)
         dead = None
         if dlq is not None:
-            dead = _pending(self._attributes(self._call("GetQueueAttributes", dlq, AttributeNames=["All"])))
+            response = self._call("GetQueueAttributes", dlq[0], AttributeNames=["All"])
+            dead = _pending(self._attributes(response))
         return Counts(
             visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
             leased=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
@@ -494,20 +493,21 @@ class SQSBackend(Backend):
 
     # -- dead letters -------------------------------------------------------------
 
-    def _dlq_url(self, attributes: dict[str, str] | None = None) -> str | None:
-        """The dead-letter queue's URL from the redrive policy, or None."""
+    def _dlq(self, attributes: dict[str, str] | None = None) -> tuple[str, int] | None:
+        """The dead-letter queue's URL and maxReceiveCount from the redrive policy, or None."""
         if attributes is None:
             response = self._call("GetQueueAttributes", AttributeNames=["RedrivePolicy"])
             attributes = self._attributes(response)
         policy = attributes.get("RedrivePolicy")
         if not policy:
             return None
-        arn = str(json.loads(policy)["deadLetterTargetArn"])
+        parsed = json.loads(policy)
+        arn = str(parsed["deadLetterTargetArn"])
         url = self._dlq_urls.get(arn)
         if url is None:
             url = self._queue_url_from_arn(arn)
             self._dlq_urls[arn] = url
-        return url
+        return url, int(parsed.get("maxReceiveCount", 0))
 
     def _queue_url_from_arn(self, arn: str) -> str:
         parts = arn.split(":")
@@ -520,14 +520,14 @@ class SQSBackend(Backend):
             raise _translate(e, "GetQueueUrl", parts[5]) from e
         return str(url)
 
-    def _require_dlq(self, what: str) -> str:
-        url = self._dlq_url()
-        if url is None:
+    def _require_dlq(self, what: str) -> tuple[str, int]:
+        dlq = self._dlq()
+        if dlq is None:
             raise ConfigurationError(
                 f"SQS queue {self.address.name!r} has no dead-letter queue, so it cannot {what}; "
                 "create one with ensure_queue_pair() or the create=True, max_receives=N options"
             )
-        return url
+        return dlq
 
     def dead_letter(self, handle: str, error: str) -> None:
         """Copy a message this backend received to the dead-letter queue, then delete it.
@@ -536,7 +536,7 @@ class SQSBackend(Backend):
         for a handle). The dead-letter copy is a new SQS message; the error, the
         receive count and the original message id travel as message attributes.
         """
-        dlq = self._require_dlq("dead-letter messages")
+        dlq = self._require_dlq("dead-letter messages")[0]
         with self._lock:
             message = self._memo.get(handle)
         if message is None:
@@ -577,9 +577,10 @@ class SQSBackend(Backend):
         """Peek at up to ``limit`` dead letters, oldest first.
 
         Each is received with a short lease and made visible again at once.
-        ``receive_count`` is the receives it had before this peek.
+        ``receive_count`` is the count recorded by :meth:`dead_letter`, or else the
+        redrive policy's maxReceiveCount (SQS moved it after that many receives).
         """
-        dlq = self._require_dlq("list dead letters")
+        dlq, max_receives = self._require_dlq("list dead letters")
         seen: dict[str, dict[str, Any]] = {}
         while len(seen) < limit:
             raw = self._receive_raw(min(MAX_BATCH, limit - len(seen)), 30, self.scan_wait_seconds, dlq)
@@ -591,7 +592,7 @@ class SQSBackend(Backend):
         ordered = sorted(seen.values(), key=lambda m: int(m.get("Attributes", {}).get("SentTimestamp", 0)))
         with self._lock:
             errors = dict(self._errors)
-        return [_dead_letter(m, errors) for m in ordered[:limit]]
+        return [_dead_letter(m, errors, max_receives) for m in ordered[:limit]]
 
     def _release_raw(self, raw: list[dict[str, Any]], queue_url: str) -> None:
         for start in range(0, len(raw), MAX_BATCH):
@@ -609,7 +610,7 @@ class SQSBackend(Backend):
         clock skew): tasks that failed again stay put, so a fast-failing worker cannot
         keep the redrive going forever.
         """
-        dlq = self._require_dlq("redrive")
+        dlq = self._require_dlq("redrive")[0]
         cutoff_ms = int(time.time() * 1000) + REDRIVE_CLOCK_SKEW_MS
         moved = 0
         while True:
@@ -762,16 +763,15 @@ def _message(raw: dict[str, Any]) -> Message:
     )
 
 
-def _dead_letter(raw: dict[str, Any], errors: dict[str, str]) -> DeadLetter:
+def _dead_letter(raw: dict[str, Any], errors: dict[str, str], max_receives: int) -> DeadLetter:
     custom = raw.get("MessageAttributes", {})
     message_id = custom.get(MESSAGE_ID_ATTRIBUTE, {}).get("StringValue") or raw["MessageId"]
     error = custom.get(ERROR_ATTRIBUTE, {}).get("StringValue") or errors.get(message_id)
     recorded = custom.get(RECEIVES_ATTRIBUTE, {}).get("StringValue")
-    peeked = int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)) - 1
     return DeadLetter(
         message_id=message_id,
         body=raw["Body"],
-        receive_count=int(recorded) if recorded is not None else max(peeked, 0),
+        receive_count=int(recorded) if recorded is not None else max_receives,
         error=error,
     )
 
@@ -836,6 +836,9 @@ def _translate(error: Exception, operation: str, queue: str) -> TaskQueueError:
         error, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
     ):
         return ConfigurationError(f"{operation}: AWS credentials are missing or incomplete")
-    transient = isinstance(error, botocore.exceptions.HTTPClientError | ResponseParserError)
+    transient = isinstance(
+        error,
+        botocore.exceptions.HTTPClientError | botocore.exceptions.ConnectionError | ResponseParserError,
+    )
     text = f"{operation} failed: {type(error).__name__}: {error}"
     return BackendError(text, queue=queue, retryable=transient)
