@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,6 +151,24 @@ def test_server_closing_keep_alive_connections(standin: SqsStandIn) -> None:
     stats = standin.stats
     assert stats.closed >= 60 // 3 - 4
     assert stats.connections >= 60 // 3
+
+
+def test_idle_connection_not_reused_past_server_keep_alive() -> None:
+    """The server closes idle connections after its advertised Keep-Alive timeout;
+    a request sent right then must go on a new connection, not into the closing one."""
+    with SqsStandIn(keep_alive_timeout_seconds=0.5) as server:
+        url = server.create_queue("keepalive")
+        sender = FastSender(target_for(url, server.endpoint_url), concurrency=1)
+        outcomes: list[SendOutcome] = []
+        for i in range(4):
+            done = threading.Event()
+            sender.submit([f"m{i}"], 0, lambda o, done=done: (outcomes.append(o), done.set()))
+            assert done.wait(30)
+            time.sleep(0.5)  # the scenario: idle exactly as long as the server allows
+        sender.close()
+        assert outcomes == [[], [], [], []]
+        assert sender.connections_opened == 4
+        assert sorted(server.bodies("keepalive")) == ["m0", "m1", "m2", "m3"]
 
 
 def test_chunked_responses() -> None:

@@ -12,7 +12,9 @@ A request whose connection could not be opened never reached the server and is
 retried once on a fresh connection. A request whose connection broke after it
 was written is reported with ``maybe_delivered=True``: the server may have acted
 on it. Connections the server closes (``Connection: close``, EOF, reset) are
-replaced on demand.
+replaced on demand. An idle connection is not reused after the server's
+``Keep-Alive: timeout=N`` (less a second of margin) or ``idle_timeout_seconds``,
+so a request is not written into a connection the server is closing.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class HttpPool:
         connect_timeout_seconds: float = 10.0,
         read_timeout_seconds: float = 60.0,
         connect_attempts: int = 2,
+        idle_timeout_seconds: float = 30.0,
         name: str = "tqo-http",
     ) -> None:
         self.host = host
@@ -86,6 +89,7 @@ class HttpPool:
         self._connect_timeout = connect_timeout_seconds
         self._read_timeout = read_timeout_seconds
         self._connect_attempts = max(1, connect_attempts)
+        self.idle_timeout_seconds = idle_timeout_seconds
         self._name = name
         self._inbox: deque[_Job] = deque()
         self._wake_pending = False
@@ -162,12 +166,14 @@ class HttpPool:
             self._dispatch(inbox.popleft())
 
     def _dispatch(self, job: _Job) -> None:
+        now = self._loop.time() if self._loop is not None else 0.0
         while self._idle:
             conn = self._idle.pop()
-            if conn.usable():
+            if conn.usable() and now < conn.idle_until:
                 conn.send(job)
                 self._busy.add(conn)
                 return
+            conn.close()  # stale: the server may be closing it right now
         if self._open + self._opening < self.max_connections:
             self._opening += 1
             task = asyncio.ensure_future(self._connect_for(job))
@@ -221,6 +227,8 @@ class HttpPool:
             conn.send(self._waiting.popleft())
             self._busy.add(conn)
         elif reusable:
+            assert self._loop is not None
+            conn.idle_until = self._loop.time() + conn.keep_alive_limit(self.idle_timeout_seconds)
             self._idle.append(conn)
 
     def _lost(self, conn: _Connection) -> None:
@@ -236,6 +244,9 @@ class HttpPool:
         for conn in list(self._busy):
             if now - conn.sent_at > self._read_timeout:
                 conn.abort(f"no response within {self._read_timeout:g} s")
+        for conn in [c for c in self._idle if now >= c.idle_until]:
+            self._idle.remove(conn)
+            conn.close()
         if not self._closed:
             self._loop.call_later(_SWEEP_SECONDS, self._sweep)
 
@@ -269,7 +280,9 @@ class _Connection(asyncio.Protocol):
         self._buf = bytearray()
         self._job: _Job | None = None
         self._abort_reason: str | None = None
+        self._last_keep_alive = ""
         self.sent_at = 0.0
+        self.idle_until = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -288,6 +301,23 @@ class _Connection(asyncio.Protocol):
         self._job = job
         self.sent_at = self._pool._loop.time()
         self._transport.write(job.data)
+
+    def keep_alive_limit(self, default: float) -> float:
+        """Seconds this connection may stay idle: the server's ``Keep-Alive: timeout`` less a margin."""
+        for part in self._last_keep_alive.split(","):
+            name, _, value = part.strip().partition("=")
+            if name.strip().lower() == "timeout":
+                try:
+                    timeout = float(value)
+                except ValueError:
+                    break
+                return min(default, timeout - 1.0 if timeout >= 2 else timeout / 2)
+        return default
+
+    def close(self) -> None:
+        """Close an idle connection."""
+        if self._transport is not None:
+            self._transport.close()
 
     def abort(self, reason: str) -> None:
         self._abort_reason = reason
@@ -422,6 +452,7 @@ class _Connection(asyncio.Protocol):
         assert job is not None
         response = HttpResponse(self._status, self._headers, b"".join(self._parts))
         reusable = self._keep_alive and not self._buf
+        self._last_keep_alive = self._headers.get("keep-alive", "")
         self._reset()
         if not reusable and self._transport is not None:
             self._transport.close()

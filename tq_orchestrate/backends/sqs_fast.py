@@ -133,6 +133,11 @@ class FastSender:
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._closed = False
 
+    @property
+    def connections_opened(self) -> int:
+        """How many connections were opened so far (reconnects included)."""
+        return self._pool.connections_opened
+
     # -- BatchSender -----------------------------------------------------------
 
     def submit(
@@ -177,8 +182,8 @@ class FastSender:
     def build_body(self, bodies: Sequence[str], delay_seconds: float = 0) -> bytes:
         """The JSON body of ``SendMessageBatch``; the same entries as the boto3 engine sends.
 
-        Entry ``Id`` is the index in ``bodies``. ``DelaySeconds`` is sent only when
-        not 0 (so a queue's default delay applies); FIFO queues take none.
+        Entry ``Id`` is the index in ``bodies``. ``DelaySeconds`` is always sent, as
+        python-task-queue does (0 overrides a queue's default delay); FIFO queues take none.
         """
         if not 1 <= len(bodies) <= 10:
             raise ConfigurationError(f"SendMessageBatch takes 1 to 10 messages, got {len(bodies)}")
@@ -199,13 +204,11 @@ class FastSender:
                     f'"MessageGroupId":{enc(group)},"MessageDeduplicationId":{enc(dedup)}}}'
                 )
             joined = ",".join(entries)
-        elif delay:
+        else:
             joined = ",".join(
                 f'{{"Id":"{i}","MessageBody":{enc(text)},"DelaySeconds":{delay}}}'
                 for i, text in enumerate(bodies)
             )
-        else:
-            joined = ",".join(f'{{"Id":"{i}","MessageBody":{enc(text)}}}' for i, text in enumerate(bodies))
         return (self._prefix + joined + "]}").encode("ascii")
 
     # -- outcomes ------------------------------------------------------------------

@@ -72,7 +72,8 @@ class Faults:
     ``bad_md5_rate`` stores the entry but answers a wrong ``MD5OfMessageBody``.
 
     ``close_after_requests`` answers the Nth request of every connection with
-    ``Connection: close`` and closes it (graceful keep-alive end).
+    ``Connection: close`` and closes it (graceful keep-alive end). (The server's
+    ``keep_alive_timeout_seconds`` closes idle connections, like Node or nginx.)
     """
 
     entry_failure_rate: float = 0.0
@@ -120,6 +121,7 @@ class SqsStandIn:
         faults: Faults | None = None,
         store: bool = True,
         chunked_responses: bool = False,
+        keep_alive_timeout_seconds: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         region: str = "us-east-1",
         account: str = "000000000000",
@@ -129,6 +131,7 @@ class SqsStandIn:
         self.port = port
         self.latency_seconds = latency_seconds
         self.chunked_responses = chunked_responses
+        self.keep_alive_timeout_seconds = keep_alive_timeout_seconds
         self._faults = faults or Faults()
         self._rng = random.Random(self._faults.seed)
         self._stats = FaultStats()
@@ -398,6 +401,7 @@ class _HttpConnection(asyncio.Protocol):
         self._served = 0
         self.closed = False
         self._request_ids = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -410,6 +414,9 @@ class _HttpConnection(asyncio.Protocol):
         self._server._connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         self._buf += data
         if not self._busy:
             self._process()
@@ -496,6 +503,9 @@ class _HttpConnection(asyncio.Protocol):
             f"x-amzn-RequestId: 5e5e0000-0000-4000-8000-{id(self) & 0xFFFFFF:06x}{self._request_ids:06x}",
             "Connection: close" if self._close_after else "Connection: keep-alive",
         ]
+        keep_alive = self._server.keep_alive_timeout_seconds
+        if keep_alive is not None and not self._close_after:
+            lines.append(f"Keep-Alive: timeout={keep_alive:g}")
         lines += [f"{name}: {value}" for name, value in reply.headers]
         if self._server.chunked_responses and payload:
             half = len(payload) // 2 or len(payload)
@@ -518,6 +528,16 @@ class _HttpConnection(asyncio.Protocol):
         self._busy = False
         if self._buf:
             self._process()
+        elif self._server.keep_alive_timeout_seconds is not None:
+            delay = self._server.keep_alive_timeout_seconds
+            self._idle_timer = asyncio.get_running_loop().call_later(delay, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._idle_timer = None
+        if not self._busy and not self._buf and self._transport is not None:
+            self._server._stats.closed += 1
+            self.closed = True
+            self._transport.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
