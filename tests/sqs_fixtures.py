@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import threading
 import time
 import uuid
@@ -24,6 +25,13 @@ DUMMY_SECRET_KEY = "test-secret-key-not-real"
 REGION = "us-east-1"
 
 _names = itertools.count()
+
+
+def _dead_port() -> int:
+    """A loopback port nothing listens on (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def unique_queue_name(prefix: str = "tq", fifo: bool = False) -> str:
@@ -88,7 +96,8 @@ def serialize_moto_sqs() -> Callable[[], None]:
 
 @pytest.fixture(name="clean_aws_env")
 def fixture_clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No AWS settings from the machine: empty HOME and config files, no metadata service.
+    """No AWS settings from the machine: empty HOME and config files, no metadata service,
+    and a dead HTTPS proxy so that nothing can reach the real AWS by mistake.
 
     Returns the temporary HOME directory.
     """
@@ -101,6 +110,12 @@ def fixture_clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Pa
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # a request that would leave the machine goes to a dead proxy and fails at once
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_dead_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("no_proxy", raising=False)
     return home
 
 
