@@ -20,6 +20,12 @@ from typing import Any
 
 import pytest
 
+from tests.sqs_fixtures import (  # noqa: F401 - fixtures registered by import
+    fixture_aws_env,
+    fixture_clean_aws_env,
+    fixture_moto_sqs,
+    unique_queue_name,
+)
 from tests.tasks_fixture import (
     Throttled,
     WorkerAppendTask,
@@ -562,3 +568,42 @@ def test_a_lease_that_cannot_be_renewed_is_reported(tmp_path: Path, caplog: pyte
     with caplog.at_level(logging.WARNING, logger="tq_orchestrate.worker"):
         Worker(broken, WorkerOptions(lease_seconds=0.6, burst_seconds=0)).run()
     assert any("could not be renewed" in r.getMessage() for r in caplog.records)
+
+
+# -- a network backend: deletes overlap the next receive ---------------------------------
+
+
+def test_on_sqs_deletes_run_in_the_background_and_after_fn_still_follows_them(
+    moto_sqs: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    tq = TaskQueue(f"sqs://{unique_queue_name('worker')}", progress=False, create=True, max_receives=3)
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(25)])
+    after: list[tuple[str, int]] = []
+    threads: set[str] = set()
+    real_delete = tq.backend.delete
+
+    def delete(handles: Any) -> int:
+        threads.add(threading.current_thread().name)
+        return real_delete(handles)
+
+    tq.backend.delete = delete  # type: ignore[method-assign]
+
+    def after_fn(task: Any) -> None:
+        after.append((task.text, tq.counts().pending))
+
+    assert poll(tq, num_tasks=10, burst_seconds=0, after_fn=after_fn) == 25
+    assert sorted(lines(out), key=int) == [str(i) for i in range(25)]
+    assert sorted((t for t, _ in after), key=int) == [str(i) for i in range(25)]
+    assert after[-1][1] == 0  # the last after_fn ran once every task was deleted
+    assert any(name.startswith("tqo-delete") for name in threads)
+    assert tq.counts().pending == 0
+
+
+def test_a_background_delete_that_fails_for_good_stops_the_loop(moto_sqs: None, tmp_path: Path) -> None:
+    tq = TaskQueue(f"sqs://{unique_queue_name('worker')}", progress=False, create=True)
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), str(i)) for i in range(5)])
+    broken = FaultyQueue(tq, {"delete": lambda n: BackendError("access denied", retryable=False)})
+    with pytest.raises(BackendError, match="access denied"):
+        Worker(broken, WorkerOptions(num_tasks=10, burst_seconds=0)).run()
+    assert tq.counts().pending == 5  # executed but not deleted: they will run again

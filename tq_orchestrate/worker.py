@@ -40,6 +40,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -291,6 +292,8 @@ class Worker:
         self._held: dict[str, Message] = {}
         self._done: list[_Done] = []
         self._heartbeat: Heartbeat | None = None
+        self._delete_pool: ThreadPoolExecutor | None = None
+        self._deleting: tuple[list[_Done], set[str], Future[int]] | None = None
         self._started_at = 0.0
         self._tasks_started = 0
         self._tries = 0
@@ -316,6 +319,8 @@ class Worker:
         with contextlib.ExitStack() as stack:
             if self.options.heartbeat:
                 self._heartbeat = stack.enter_context(self._make_heartbeat())
+            if self._concurrent_calls():
+                self._delete_pool = stack.enter_context(ThreadPoolExecutor(1, "tqo-delete"))
             try:
                 while not self._should_stop():
                     self._iterate()
@@ -332,6 +337,13 @@ class Worker:
             self.stats.released,
         )
         return self.stats
+
+    def _concurrent_calls(self) -> bool:
+        """Whether the backend gains from calls in parallel (a network queue, not a local file)."""
+        try:
+            return int(self.queue.backend.capabilities.upload_concurrency) > 1
+        except AttributeError:
+            return False
 
     def _make_heartbeat(self) -> Heartbeat:
         try:
@@ -364,6 +376,7 @@ class Worker:
             self._empty_since = None
             self._process(messages)
         elif messages is not None:
+            self._collect()
             self._tries += 1
             self._idle()
         if self._back_off and not self._should_stop():
@@ -422,12 +435,12 @@ class Worker:
             if self._should_stop(between_tasks=True):
                 break
             if self._done and self._clock() - self._done[0].at >= DELETE_FLUSH_SECONDS:
-                self._flush()
+                self._flush(wait=False)
             self._tasks_started += 1
             worked = self._handle(m) or worked
             if self._stop_fn_says_stop():
                 break
-        self._flush()
+        self._flush(wait=False)
         self._release_held()
         if worked:
             self._tries = 0
@@ -539,15 +552,33 @@ class Worker:
         if self._heartbeat is not None:
             self._heartbeat.discard(message.handle)
 
-    def _flush(self) -> None:
-        """Delete the completed tasks, then run ``after_fn`` on each."""
+    def _flush(self, *, wait: bool = True) -> None:
+        """Delete the completed tasks, then run ``after_fn`` on each.
+
+        With ``wait=False`` on a network backend the delete runs in the background
+        while the loop receives the next batch; :meth:`_collect` finishes it.
+        """
+        self._collect()
         if not self._done:
             return
         done, self._done = self._done, []
         lost = {d.message.handle for d in done if self._heartbeat and self._heartbeat.lost(d.message.handle)}
         for d in done:
             self._forget(d.message)
-        deleted = self._delete([d.message.handle for d in done])
+        handles = [d.message.handle for d in done]
+        if self._delete_pool is not None and not wait:
+            self._deleting = (done, lost, self._delete_pool.submit(self._delete, handles))
+        else:
+            self._deleted(done, lost, self._delete(handles))
+
+    def _collect(self) -> None:
+        """Wait for a background delete and report its tasks."""
+        if self._deleting is not None:
+            done, lost, future = self._deleting
+            self._deleting = None
+            self._deleted(done, lost, future.result())
+
+    def _deleted(self, done: list[_Done], lost: set[str], deleted: int) -> None:
         if deleted < len(done):
             self.stats.lease_lost += len(done) - deleted
             log.warning(
