@@ -319,3 +319,10 @@ def test_closed_backend_refuses_calls(queue: SQLiteBackend) -> None:
     queue.close()
     with pytest.raises(BackendError, match="closed"):
         queue.send_batch(["x"])
+
+
+def test_old_sqlite_is_refused_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    backend = SQLiteBackend.from_url(f"sqlite://{tmp_path}/q.db")
+    with pytest.raises(BackendError, match=r"needs SQLite 3\.35\.0 or newer"):
+        backend.counts()

@@ -58,6 +58,7 @@ FQ_DATABASE_NAME = "tq_orchestrate.sqlite3"
 
 _MiB = 1024 * 1024
 _WEEK = 7 * 24 * 3600.0
+_MIN_SQLITE = (3, 35, 0)
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _POLL_FIRST_SECONDS = 0.005
@@ -370,6 +371,12 @@ class SQLiteBackend(Backend):
                 raise
 
     def _open(self) -> sqlite3.Connection:
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise BackendError(
+                f"the embedded queue needs SQLite {'.'.join(map(str, _MIN_SQLITE))} or newer "
+                f"(UPDATE ... RETURNING); this Python has {sqlite3.sqlite_version}",
+                queue=self.url,
+            )
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, exist_ok=True)
