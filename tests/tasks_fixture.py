@@ -102,3 +102,15 @@ class WorkerThrottledTask(RegisteredTask):
     def execute(self) -> None:
         append_line(self.path, f"throttled {self.text}")
         raise Throttled(self.text)
+
+
+class WorkerPickyTask(RegisteredTask):
+    """Refuses a negative ``n`` in its constructor (a payload it cannot be built from)."""
+
+    def __init__(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        super().__init__(n)
+
+    def execute(self) -> None:
+        pass

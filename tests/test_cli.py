@@ -36,12 +36,13 @@ def _keep_logging() -> Iterator[None]:
     """`tqo work` configures the root logger; put it back for the other tests."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    tasks = logging.getLogger("tq_orchestrate.worker.tasks")
-    tasks_level = tasks.level
+    names = ("tq_orchestrate.worker.tasks", "botocore", "boto3", "urllib3")
+    levels = {name: logging.getLogger(name).level for name in names}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    tasks.setLevel(tasks_level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
 
 
 def run(*args: str, input: str | None = None) -> Result:

@@ -31,6 +31,7 @@ from tests.tasks_fixture import (
     WorkerAppendTask,
     WorkerEchoArgsTask,
     WorkerFailTask,
+    WorkerPickyTask,
     WorkerSleepTask,
     WorkerThrottledTask,
     append_fn,
@@ -374,6 +375,15 @@ def test_an_unknown_task_class_is_retried_not_dead_lettered_at_once(tmp_path: Pa
     assert dead[0].error is not None and "NoSuchTaskAnywhere" in dead[0].error
 
 
+def test_a_task_whose_constructor_raises_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    tq = mem_queue(max_receives=2)
+    tq.backend.send_batch(['{"payload": {"class": "WorkerPickyTask", "n": -1}, "queueName": "q"}'])
+    tq.insert([WorkerPickyTask(1)])
+    assert poll(tq, retry_delay_seconds=0, burst_seconds=0) == 1
+    dead = tq.dead_letters()
+    assert len(dead) == 1 and dead[0].error is not None and "ValueError: n must be >= 0" in dead[0].error
+
+
 def test_task_events_carry_id_class_seconds_and_outcome(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -455,6 +465,22 @@ def test_a_second_sigint_raises_keyboardinterrupt_and_releases_the_task_in_hand(
         poll(tq, before_fn=twice)
     counts = tq.counts()
     assert (counts.visible, counts.completed) == (1, 0)
+
+
+def test_a_second_signal_raises_and_leaves_the_default_action_for_a_third() -> None:
+    stop = StopFlag()
+    before = signal.getsignal(signal.SIGUSR1)
+    during: list[object] = []
+    with pytest.raises(SystemExit) as exc, handle_signals(stop, (signal.SIGUSR1,)):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.is_set() and stop.reason == "SIGUSR1"
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        finally:
+            during.append(signal.getsignal(signal.SIGUSR1))
+    assert exc.value.code == 128 + signal.SIGUSR1
+    assert during == [signal.SIG_DFL]
+    assert signal.getsignal(signal.SIGUSR1) is before
 
 
 def test_signals_are_not_touched_outside_the_main_thread() -> None:

@@ -96,6 +96,9 @@ def configure_logging(level: str, log_json: bool, stream: IO[str] | None = None)
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    if level != "DEBUG":  # botocore and urllib3 chatter only when debugging
+        for name in ("botocore", "boto3", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     per_task = log_json or level == "DEBUG"
     logging.getLogger("tq_orchestrate.worker.tasks").setLevel(logging.INFO if per_task else logging.WARNING)
 
@@ -367,11 +370,13 @@ def _drain_source(src: TaskQueue, lease_seconds: float) -> Iterator[list[Message
     """Lease SRC's visible messages in batches until none is left or one repeats."""
     seen: set[str] = set()
     while True:
-        batch = src.receive(10, lease_seconds, 1.0)
-        fresh = [m for m in batch if m.message_id not in seen]
-        if not fresh:
-            for m in batch:  # a lease ran out and a message came back: we are done
+        fresh = []
+        for m in src.receive(10, lease_seconds, 1.0):
+            if m.message_id in seen:  # its lease ran out and it came back: hand it back
                 src.release(m.handle)
+            else:
+                fresh.append(m)
+        if not fresh:
             return
         seen.update(m.message_id for m in fresh)
         yield fresh

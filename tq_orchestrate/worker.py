@@ -193,8 +193,9 @@ def handle_signals(stop: StopFlag, signums: Iterable[int] = (signal.SIGINT,)) ->
     """Route ``signums`` to ``stop`` while the block runs, then restore the old handlers.
 
     The first signal sets the flag; the second raises KeyboardInterrupt (SIGINT)
-    or ``SystemExit(128 + signum)``. Outside the main thread this does nothing
-    (Python delivers signals only there).
+    or ``SystemExit(128 + signum)`` and restores the system's default action, so
+    a third one kills the process even while it is stuck in C code. Outside the
+    main thread this does nothing (Python delivers signals only there).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -207,6 +208,7 @@ def handle_signals(stop: StopFlag, signums: Iterable[int] = (signal.SIGINT,)) ->
             log.warning("%s received: finishing the task in hand, then exiting (again to exit now)", name)
             return
         log.warning("%s received again: exiting now", name)
+        signal.signal(signum, signal.SIG_DFL)  # a third one ends the process even inside C code
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
@@ -472,6 +474,9 @@ class Worker:
             return False
         except DeserializationError as e:
             self._corrupt(message, e)
+            return False
+        except Exception as e:  # the task's constructor refused its arguments
+            self._failed(message, None, e, 0.0)
             return False
         o = self.options
         if self._say is not None:
