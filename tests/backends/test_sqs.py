@@ -301,7 +301,8 @@ def test_send_batch_with_delay(stubbed: tuple[SQSBackend, Stubber]) -> None:
     [
         ("ThrottlingException", 400, True),
         ("RequestThrottled", 403, True),
-        ("AWS.SimpleQueueService.RequestThrottled", 400, False),  # unknown variant, 4xx: not retried
+        ("AWS.SimpleQueueService.RequestThrottled", 400, True),
+        ("ExpiredToken", 400, True),  # signed again with refreshed credentials
         ("TooManyRequestsException", 429, True),
         ("InternalError", 500, True),
         ("ServiceUnavailable", 503, True),
@@ -552,6 +553,19 @@ def test_redrive_leaves_letters_that_failed_after_it_began(
     monkeypatch.setattr(sqs_module, "REDRIVE_CLOCK_SKEW_MS", -3_600_000)  # "began" an hour ago
     assert backend.redrive() == 0
     assert [x.body for x in backend.dead_letters()] == ["late failure"]
+
+
+def test_fifo_dead_letter_and_redrive(moto_sqs: None) -> None:
+    backend = SQSBackend.from_url(f"sqs://{unique_queue_name(fifo=True)}", create=True, max_receives=3)
+    assert backend.send_batch(["bad", "good"]) == []
+    received = {m.body: m for m in backend.receive(10, 60)}
+    backend.dead_letter(received["bad"].handle, "corrupt")
+    assert backend.delete([received["good"].handle]) == 1
+    (letter,) = backend.dead_letters()
+    assert (letter.body, letter.error, letter.message_id) == ("bad", "corrupt", received["bad"].message_id)
+    assert backend.redrive() == 1
+    assert [m.body for m in backend.receive(10, 60)] == ["bad"]
+    assert backend.counts().dead == 0
 
 
 def test_purge_falls_back_when_a_purge_is_running(moto_sqs: None) -> None:

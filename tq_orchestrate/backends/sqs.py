@@ -46,7 +46,14 @@ import botocore.exceptions
 from botocore.parsers import ResponseParserError
 
 from ..errors import BackendError, ConfigurationError, LeaseLostError, QueueNotFoundError, TaskQueueError
-from ._aws import AwsSettings, AwsTarget, check_endpoint, parse_queue_url, resolve_settings
+from ._aws import (
+    RETRYABLE_ERROR_CODES,
+    AwsSettings,
+    AwsTarget,
+    check_endpoint,
+    parse_queue_url,
+    resolve_settings,
+)
 from .base import Backend, BatchSender, Capabilities, Counts, DeadLetter, EntryFailure, Message, ThreadSender
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "SQSBackend", "SQSOptions", "ensure_queue_pair"]
@@ -74,23 +81,7 @@ _LEASE_LOST = frozenset(
     {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
 )
 _PURGE_BUSY = frozenset({"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"})
-_THROTTLED = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "KmsThrottled",
-        "ServiceUnavailable",
-        "InternalError",
-        "InternalFailure",
-        "RequestTimeout",
-    }
-)
+_THROTTLED = RETRYABLE_ERROR_CODES
 _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
 _MEMO_MAX_MESSAGES = 1024
 _ERRORS_MAX = 10_000
