@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import BackendError, ConfigurationError, LeaseLostError
-from .base import Backend, Capabilities, Counts, DeadLetter, EntryFailure, Message
-from .sqlite import (
+from ._common import (
+    _WEEK,
     OptionSpec,
+    _MiB,
     check_batch,
     check_lease,
     check_receive,
@@ -33,11 +34,10 @@ from .sqlite import (
     positive_int,
     resolve_options,
 )
+from .base import Backend, Capabilities, Counts, DeadLetter, EntryFailure, Message
 
 __all__ = ["MemoryBackend"]
 
-_MiB = 1024 * 1024
-_WEEK = 7 * 24 * 3600.0
 _OPTIONS = {"max_receives": OptionSpec(positive_int, 5)}
 
 
