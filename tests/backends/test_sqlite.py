@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,22 +267,47 @@ def test_file_that_is_not_a_database(tmp_path: Path) -> None:
         backend.counts()
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores file permissions")
-def test_read_only_file(tmp_path: Path) -> None:
-    url = f"sqlite://{tmp_path}/q.db"
+def _write_as_unprivileged_user(url: str) -> str:
+    """Try a write in a forked child that gave up root (root ignores file modes)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: drop privileges, try to write, report, exit
+        os.close(read_end)
+        outcome = "no error"
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            SQLiteBackend.from_url(url).send_batch(["y"])
+        except BackendError as e:
+            outcome = f"BackendError: {e}"
+        except BaseException as e:
+            outcome = f"{type(e).__name__}: {e}"
+        os.write(write_end, outcome.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        outcome = f.read()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+def test_read_only_file() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="tqo-ro-"))
+    url = f"sqlite://{directory}/q.db"
     first = SQLiteBackend.from_url(url)
     first.send_batch(["x"])
     first.close()
-    for name in os.listdir(tmp_path):
-        os.chmod(tmp_path / name, 0o444)
-    os.chmod(tmp_path, 0o555)
+    for name in os.listdir(directory):
+        os.chmod(directory / name, 0o444)
+    os.chmod(directory, 0o555)
     try:
-        backend = SQLiteBackend.from_url(url)
-        with pytest.raises(BackendError) as info:
-            backend.send_batch(["y"])
-        assert str(tmp_path / "q.db") in str(info.value)
+        outcome = _write_as_unprivileged_user(url)
     finally:
-        os.chmod(tmp_path, 0o755)
+        os.chmod(directory, 0o755)
+        shutil.rmtree(directory)
+    assert outcome.startswith("BackendError: ")
+    assert str(directory / "q.db") in outcome
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
