@@ -154,3 +154,18 @@ def test_purge(url: str) -> None:
     tq.insert_all(st.PrintTask(i) for i in range(25))
     tq.purge()
     assert tq.is_empty()
+
+
+def test_corrupt_message_without_dead_letter_queue_is_left_leased(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False)
+    tq.backend.send_batch(["{broken"])
+
+    def unsupported(handle: str, error: str) -> None:
+        raise ConfigurationError("no dead-letter queue")
+
+    monkeypatch.setattr(tq.backend, "dead_letter", unsupported)
+    with pytest.raises(QueueEmptyError):
+        tq.lease(seconds=30)
+    assert tq.counts().leased == 1  # not lost: it comes back when the lease ends

@@ -207,8 +207,10 @@ class TaskQueue:
 
     def _quarantine(self, message: Message, error: DeserializationError) -> None:
         log.error("corrupt message %s in %s: %s", message.message_id, self.url, error)
-        if self.backend.capabilities.dead_letters:
+        try:
             self.backend.dead_letter(message.handle, str(error))
+        except ConfigurationError:  # no dead-letter queue: it comes back, then expires to a redrive
+            log.warning("%s has no dead-letter queue; message %s stays leased", self.url, message.message_id)
 
     def delete(self, tasks: Any, total: int | None = None, tally: bool = False) -> int:
         """Delete leased tasks (task objects, handles, or an iterable of either)."""

@@ -1,0 +1,6 @@
+"""Test-suite wide settings."""
+
+import pytest
+
+# Show values in failures of the shared backend contract suite.
+pytest.register_assert_rewrite("tests.backends.contract")
