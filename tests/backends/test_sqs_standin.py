@@ -96,6 +96,21 @@ def test_delays_and_purge(state: SqsState, clock: FakeClock) -> None:
     assert state.bodies("d") == []
 
 
+def test_queue_default_delay_and_explicit_zero(state: SqsState, clock: FakeClock) -> None:
+    url = call(state, "CreateQueue", QueueName="slow", Attributes={"DelaySeconds": "60"})["QueueUrl"]
+    entries = [
+        {"Id": "default", "MessageBody": "uses the queue's delay"},
+        {"Id": "zero", "MessageBody": "explicit zero", "DelaySeconds": 0},
+        {"Id": "own", "MessageBody": "own delay", "DelaySeconds": 5},
+    ]
+    assert len(call(state, "SendMessageBatch", QueueUrl=url, Entries=entries)["Successful"]) == 3
+    assert counts(state, url) == (1, 0, 2)
+    clock.now += 5
+    assert counts(state, url) == (2, 0, 1)
+    clock.now += 55
+    assert counts(state, url) == (3, 0, 0)
+
+
 def test_redrive_to_dead_letter_queue(state: SqsState, clock: FakeClock) -> None:
     dlq = call(state, "CreateQueue", QueueName="q-dlq")["QueueUrl"]
     arn = call(state, "GetQueueAttributes", QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][

@@ -293,6 +293,8 @@ class SqsState:
             )
         successful: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
+        if not queue.fifo and fail is None:
+            entries = self._store_plain(queue, entries, successful)
         for entry in entries:
             problem = self._check_entry(queue, entry)
             if problem is not None:
@@ -316,6 +318,39 @@ class SqsState:
                 ok["SequenceNumber"] = message.sequence
             successful.append(ok)
         return {"Successful": successful, "Failed": failed}
+
+    def _store_plain(
+        self, queue: Queue, entries: list[Params], successful: list[dict[str, Any]]
+    ) -> list[Params]:
+        """The fast path for a standard queue: store the plain entries, return the others."""
+        now, sent_ms = self.clock(), int(time.time() * 1000)
+        default_delay = int(queue.number("DelaySeconds", 0))
+        prefix, ids, md5, invalid = self._id_prefix, self._ids, hashlib.md5, _INVALID_CHARS.search
+        rest: list[Params] = []
+        for entry in entries:
+            body, delay = entry.get("MessageBody"), entry.get("DelaySeconds", default_delay)
+            if (
+                type(body) is not str
+                or not body
+                or len(body) > MAX_MESSAGE_BYTES // 4
+                or type(delay) is not int
+                or not 0 <= delay <= 900
+                or "MessageAttributes" in entry
+                or invalid(body)
+            ):
+                rest.append(entry)  # checked and stored one by one
+                continue
+            digest = md5(body.encode("utf-8"), usedforsecurity=False).hexdigest()
+            message_id = f"{prefix}-{next(ids):012x}"
+            if self.store:
+                message = Message(message_id, body, digest, sent_ms)
+                queue.messages[message_id] = message
+                if delay > 0:
+                    self._set_state(queue, message, DELAYED, now + delay, counted=False)
+                else:
+                    self._set_state(queue, message, VISIBLE, counted=False)
+            successful.append({"Id": entry["Id"], "MessageId": message_id, "MD5OfMessageBody": digest})
+        return rest
 
     def _check_entry(self, queue: Queue, entry: Params) -> tuple[str, str] | None:
         body = entry.get("MessageBody")
@@ -361,7 +396,8 @@ class SqsState:
         if not self.store:
             return message
         queue.messages[message.message_id] = message
-        delay = int(entry.get("DelaySeconds") or queue.number("DelaySeconds", 0))
+        given = entry.get("DelaySeconds")  # an explicit 0 overrides the queue's default
+        delay = int(queue.number("DelaySeconds", 0) if given is None else given)
         if delay > 0:
             self._set_state(queue, message, DELAYED, now + delay, counted=False)
         else:
