@@ -246,6 +246,7 @@ class SQLiteBackend(Backend):
             check_same_thread=False,
             cached_statements=64,
         )
+        conn.text_factory = _text
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -460,6 +461,15 @@ class SQLiteBackend(Backend):
             ).rowcount
             conn.execute("DELETE FROM dead_letters")
         return moved
+
+
+def _text(raw: bytes) -> str | bytes:
+    """A TEXT value as str; bytes that are not UTF-8 (a row written by another program, or
+    damaged) come back as bytes, so that one bad row fails its own decoding, not every receive."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 def _encodable(body: str) -> bool:
