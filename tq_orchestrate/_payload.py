@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from typing import Any, Literal
 
 import numpy as np
@@ -121,6 +122,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid in a payload")
 
 
+_MAY_OVERFLOW = re.compile(r"[eE]\+?0*[1-9][0-9]{2}|[0-9]{200}")
+"""Text that may hold a float literal beyond float range (which json reads as infinity)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 is JSON's way of writing Infinity
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def _object_hook(obj: dict[str, Any]) -> Any:
     if _ND_KEY in obj and obj.keys() == _ND_KEYS:
         return decode_array(obj)
@@ -129,13 +141,18 @@ def _object_hook(obj: dict[str, Any]) -> Any:
 
 def decode_array(obj: dict[str, Any]) -> np.ndarray:
     """Rebuild a typed-format array; raise DeserializationError if it is inconsistent."""
+    spec, dims = obj["dtype"], obj["shape"]
+    if not isinstance(spec, str) or not (
+        isinstance(dims, list) and all(type(n) is int and n >= 0 for n in dims)
+    ):
+        raise DeserializationError(f"bad array: dtype {spec!r} shape {dims!r} not allowed")
     try:
-        dtype = np.dtype(obj["dtype"])
-        shape = tuple(int(n) for n in obj["shape"])
+        dtype = np.dtype(spec)
+        shape = tuple(dims)
         raw = base64.b64decode(obj[_ND_KEY], validate=True)
     except (TypeError, ValueError, binascii.Error) as e:
         raise DeserializationError(f"bad array: {e}") from e
-    if dtype.hasobject or any(n < 0 for n in shape):
+    if dtype.hasobject or dtype.itemsize == 0:
         raise DeserializationError(f"bad array: dtype {dtype} shape {shape} not allowed")
     expected = dtype.itemsize * math.prod(shape)
     if len(raw) != expected:
@@ -156,7 +173,11 @@ def loads(text: str | bytes | bytearray) -> Any:
     if not isinstance(text, str):
         raise DeserializationError(f"expected JSON text, got {type(text).__name__}")
     try:
-        return json.loads(text, object_hook=_object_hook, parse_constant=_reject_constant)
+        # floats are checked one by one only where one may overflow (fast path otherwise)
+        parse_float = _finite_float if _MAY_OVERFLOW.search(text) else None
+        return json.loads(
+            text, object_hook=_object_hook, parse_constant=_reject_constant, parse_float=parse_float
+        )
     except RecursionError as e:
         raise DeserializationError("nested too deeply", text) from e
     except DeserializationError as e:
