@@ -241,6 +241,9 @@ def _build_registered(payload: dict[str, Any], ident: Any) -> RegisteredTask:
         raise DeserializationError("payload object has no 'class' field")
     data.pop("id", None)
     cls = lookup_class(name)
+    for key in data:  # a **kwargs constructor would let a field shadow execute, _args...
+        if key not in cls._arg_names and (key.startswith("_") or hasattr(cls, key)):
+            raise DeserializationError(f"cannot construct {name}: field {key!r} would replace {name}.{key}")
     try:
         task = cls(**data)
     except TypeError as e:
