@@ -1,0 +1,674 @@
+"""Scenarios shared by the reliability suite (``tests/reliability``) and ``bench/soak.py``.
+
+Each scenario runs real code paths (``TaskQueue.insert_all``, worker processes
+started as ``python -m tq_orchestrate.worker``, the SQS stand-in with fault
+injection) at a size the caller picks, and returns :class:`Figures`: what was
+injected, inserted, completed, lost and repeated. Tests call them small and
+assert on the figures; the soak calls them big and prints the table.
+
+Tasks are :mod:`tests.tasks_fixture`'s: ``WorkerAppendTask(path, text)``
+appends ``text`` to a completion log, so completions are counted by id across
+processes, including processes killed with ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKS_MODULE = "tests.tasks_fixture"
+DEADLINE = 120.0
+
+
+@dataclass
+class Figures:
+    """What one scenario did; a row of the soak table."""
+
+    scenario: str
+    faults: int = 0
+    """Faults injected: kills, refused entries, throttles, 500s, dropped connections..."""
+    inserted: int = 0
+    completed: int = 0
+    """Distinct tasks that completed (or, for uploads, distinct tasks stored)."""
+    lost: int = 0
+    repeats: int = 0
+    """Extra executions (or extra stored copies) beyond one per task."""
+    hostile_tried: int = 0
+    hostile_refused: int = 0
+    seconds: float = 0.0
+    leased_twice: int = 0
+    counted: tuple[int | None, int | None] = (None, None)
+    """The queue's own (inserted, completed) totals, where it keeps them."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tasks_per_second(self) -> float:
+        return self.completed / self.seconds if self.seconds > 0 else 0.0
+
+
+def wait_for(
+    condition: Callable[[], bool], what: str, timeout: float = DEADLINE, pause: float = 0.02
+) -> None:
+    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(pause)
+
+
+# -- completion logs ------------------------------------------------------------------
+
+
+class CompletionLog:
+    """Reads a growing completion log incrementally; counts each id's lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self._offset = 0
+        self._partial = b""
+
+    def refresh(self) -> Counter[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.counts
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        self.counts.update(line.decode() for line in lines if line)
+        return self.counts
+
+    def distinct(self) -> int:
+        return len(self.refresh())
+
+
+def append_tasks(path: Path, ids: Sequence[str]) -> Iterator[Any]:
+    """``WorkerAppendTask(path, id)`` for each id (a generator: constant memory)."""
+    from tests.tasks_fixture import WorkerAppendTask
+
+    return (WorkerAppendTask(str(path), text) for text in ids)
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def tally(expected: Sequence[str], seen: Counter[str]) -> tuple[int, int, int]:
+    """(distinct completed of ``expected``, lost, repeats); raises if anything unexpected ran."""
+    wanted = set(expected)
+    strangers = set(seen) - wanted
+    assert not strangers, f"tasks that were never inserted ran: {sorted(strangers)[:5]}"
+    lost = len(wanted - set(seen))
+    repeats = sum(count - 1 for count in seen.values())
+    return len(wanted) - lost, lost, repeats
+
+
+# -- worker processes -----------------------------------------------------------------
+
+
+class WorkerProc:
+    """A ``python -m tq_orchestrate.worker`` process logging to a file."""
+
+    def __init__(self, url: str, log_path: Path, args: Sequence[str], env: dict[str, str] | None = None):
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - closed in wait()
+        cmd = [sys.executable, "-m", "tq_orchestrate.worker", url, "--import", TASKS_MODULE, *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill9(self) -> int:
+        self.proc.send_signal(signal.SIGKILL)
+        return self.wait()
+
+    def terminate(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = DEADLINE) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def stop(self) -> None:
+        """Make sure the process is gone (tests' clean-up)."""
+        if self.alive():
+            self.proc.kill()
+        self.wait()
+
+    def events(self) -> list[dict[str, Any]]:
+        """Per-task JSON events (``--log-json``); a line cut by a kill is skipped."""
+        import json
+
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if "outcome" in record:
+                out.append(record)
+        return out
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Workers:
+    """Starts workers and stops every one that is left (a context manager)."""
+
+    def __init__(self, url: str, workdir: Path, args: Sequence[str], env: dict[str, str] | None = None):
+        self.url = url
+        self.workdir = workdir
+        self.args = list(args)
+        self.env = env
+        self.all: list[WorkerProc] = []
+
+    def start(self) -> WorkerProc:
+        w = WorkerProc(self.url, self.workdir / f"worker{len(self.all)}.log", self.args, self.env)
+        self.all.append(w)
+        return w
+
+    def alive(self) -> list[WorkerProc]:
+        return [w for w in self.all if w.alive()]
+
+    def stop_gracefully(self) -> list[int]:
+        """SIGTERM every live worker; return their exit codes."""
+        live = self.alive()
+        for w in live:
+            w.terminate()
+        return [w.wait() for w in live]
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self.all:
+            w.stop()
+
+
+def worker_args(lease_seconds: float, *more: str) -> list[str]:
+    return [
+        "--lease-seconds",
+        str(lease_seconds),
+        "--num-tasks",
+        "10",
+        "--min-backoff",
+        "0.05",
+        "--max-backoff",
+        "0.5",
+        *more,
+    ]
+
+
+# -- worker crashes -------------------------------------------------------------------
+
+
+def kill_workers_scenario(
+    url: str,
+    workdir: Path,
+    n: int,
+    *,
+    label: str,
+    workers: int = 3,
+    kills: int = 5,
+    lease_seconds: float = 3.0,
+    seed: int = 0,
+    env: dict[str, str] | None = None,
+    timeout: float = DEADLINE,
+) -> Figures:
+    """``n`` tasks drained by ``workers`` processes; ``kills`` random workers are kill -9'd.
+
+    Kills happen at random points of progress (so they land mid-drain however
+    fast the machine is), each replaced by a fresh worker. Returns once every
+    task completed and the queue reads empty.
+    """
+    from tq_orchestrate import TaskQueue
+
+    rng = random.Random(seed)
+    log = workdir / f"{label}-done.txt"
+    expected = ids("t", n)
+    done = CompletionLog(log)
+    thresholds = sorted(rng.uniform(0.05, 0.85) * n for _ in range(kills))
+    killed = 0
+    with TaskQueue(url, progress=False) as tq:
+        assert tq.insert_all(append_tasks(log, expected)) == n
+        start = time.monotonic()
+        with Workers(url, workdir, worker_args(lease_seconds), env) as pool:
+            for _ in range(workers):
+                pool.start()
+            deadline = time.monotonic() + timeout
+            while thresholds:
+                assert time.monotonic() < deadline, f"{label}: timed out before kill {killed + 1}"
+                if done.distinct() >= thresholds[0]:
+                    thresholds.pop(0)
+                    victim = rng.choice(pool.alive())
+                    time.sleep(rng.uniform(0, 0.05))  # a random moment, not a batch boundary
+                    assert victim.kill9() == -signal.SIGKILL
+                    killed += 1
+                    pool.start()
+                time.sleep(0.005)
+            wait_for(
+                lambda: done.distinct() == n and tq.counts().pending == 0,
+                f"{label}: every task to complete after {killed} kills",
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
+            seconds = time.monotonic() - start
+            codes = pool.stop_gracefully()
+        assert codes == [0] * len(codes), f"{label}: surviving workers exited with {codes}"
+        counts = tq.counts()
+    completed, lost, repeats = tally(expected, done.refresh())
+    figures = Figures(label, killed, n, completed, lost, repeats, seconds=seconds)
+    figures.notes.append(f"pending after drain: {counts.pending}")
+    return figures
+
+
+# -- load: workers drain while a producer inserts -------------------------------------------
+
+
+def load_scenario(
+    url: str, workdir: Path, n: int, *, label: str, workers: int = 2, chunks: int = 20
+) -> Figures:
+    """``workers`` processes drain the queue while this process inserts ``n`` tasks.
+
+    The producer inserts in ``chunks`` calls of ``insert_all`` once the workers poll.
+    """
+    from tq_orchestrate import TaskQueue
+
+    log = workdir / f"{label}-done.txt"
+    expected = ids("L", n)
+    done = CompletionLog(log)
+    with TaskQueue(url, progress=False) as tq, Workers(url, workdir, worker_args(600, "--log-json")) as pool:
+        for _ in range(workers):
+            pool.start()
+        wait_for(lambda: all("polling" in w.text() for w in pool.all), "the workers to start polling")
+        start = time.monotonic()
+        produced: list[int] = []
+        overlap: list[int] = []
+
+        def produce() -> None:
+            step = max(1, n // chunks)
+            for lo in range(0, n, step):
+                produced.append(tq.insert_all(append_tasks(log, expected[lo : lo + step])))
+            overlap.append(n - done.distinct())
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        wait_for(lambda: done.distinct() == n, f"{label}: {n} completions", timeout=DEADLINE + n / 500)
+        seconds = time.monotonic() - start
+        producer.join(DEADLINE)
+        wait_for(lambda: tq.counts().pending == 0, f"{label}: the last deletes")
+        codes = pool.stop_gracefully()
+        counts = tq.counts()
+        events = [e for w in pool.all for e in w.events()]
+    assert sum(produced) == n, f"{label}: the producer inserted {sum(produced)}"
+    assert codes == [0] * workers, f"{label}: workers exited with {codes}"
+    completed, lost, repeats = tally(expected, done.refresh())
+    twice = {e["id"] for e in events if int(e.get("receive_count", 1)) > 1}
+    figures = Figures(label, 0, n, completed, lost, repeats, seconds=seconds, leased_twice=len(twice))
+    figures.notes.append(
+        f"queue counted inserted={counts.inserted} completed={counts.completed}; {len(events)} task events; "
+        f"{overlap[0] if overlap else '?'} tasks still to run when the producer finished"
+    )
+    figures.counted = (counts.inserted, counts.completed)
+    return figures
+
+
+# -- producer crash -------------------------------------------------------------------
+
+
+class Numbered:
+    """``WorkerNoopTask(i)`` for ``i`` in ``range(start, stop)``: sized and sliceable."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, part: slice) -> Numbered:
+        lo, hi, _ = part.indices(len(self))
+        return Numbered(self.start + lo, self.start + hi)
+
+    def __iter__(self) -> Iterator[Any]:
+        from tests.tasks_fixture import WorkerNoopTask
+
+        return (WorkerNoopTask(i) for i in range(self.start, self.stop))
+
+
+def produce_forever(url: str, total: int, parallel: int) -> None:
+    """Child process body: insert ``Numbered(0, total)`` until killed."""
+    from tq_orchestrate import TaskQueue
+
+    TaskQueue(url, progress=False).insert_all(Numbered(0, total), parallel=parallel)
+
+
+def producer_crash_scenario(path: Path, *, parallel: int, batches: int, total: int = 10**8) -> Figures:
+    """kill -9 (the whole process group) of ``insert_all`` once ``batches`` batches are in."""
+    from tq_orchestrate import TaskQueue
+
+    url = f"sqlite://{path}"
+    code = (
+        "from tests.reliability._harness import produce_forever; "
+        f"produce_forever({url!r}, {total}, {parallel})"
+    )
+    with TaskQueue(url, progress=False) as watcher:
+        watcher.counts()  # creates the database before the child starts
+        child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
+        try:
+            goal = batches * 1000
+            wait_for(lambda: (watcher.counts().inserted or 0) >= goal, f"{batches} batches to be inserted")
+            time.sleep(random.uniform(0, 0.05))
+        finally:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(DEADLINE)
+    assert child.returncode == -signal.SIGKILL
+    rows = check_prefixes(path, total, parallel)
+    return Figures(f"producer kill -9 (parallel={parallel})", 1, rows, rows)
+
+
+def check_prefixes(path: Path, total: int, parallel: int, batch: int = 1000) -> int:
+    """The database is intact and each shard holds a prefix of whole batches; return the rows."""
+    from tq_orchestrate import totask
+    from tq_orchestrate._upload import split_ranges
+
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        bodies = [body for (body,) in conn.execute("SELECT body FROM messages")]
+        inserted, completed = conn.execute("SELECT inserted, completed FROM stats").fetchone()
+    finally:
+        conn.close()
+    numbers = sorted(getattr(totask(body), "n") for body in bodies)  # noqa: B009 - every row a whole task
+    assert (inserted, completed) == (len(numbers), 0)
+    assert len(numbers) == len(set(numbers))
+    for start, stop in split_ranges(total, parallel):
+        shard = [i for i in numbers if start <= i < stop]
+        assert shard == list(range(start, start + len(shard))), f"shard {start} is not a prefix"
+        assert len(shard) % batch == 0, f"shard {start} holds a torn batch ({len(shard)} rows)"
+    return len(numbers)
+
+
+# -- hostile and bad input ----------------------------------------------------------------
+
+CANARY_MODULE = "tests.reliability.canary"
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One bad message body and the error it must meet (type and a phrase of its reason)."""
+
+    name: str
+    body: str | bytes
+    errors: tuple[type[Exception], ...]
+    phrase: str
+
+
+def _fn(module: str, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> str:
+    import json
+
+    return json.dumps([[module, name], args, kwargs or {}, None])
+
+
+def _cls(name: str, **fields: Any) -> str:
+    import json
+
+    return json.dumps({"class": name, **fields})
+
+
+def _typed(data: bytes, dtype: Any, shape: Any) -> str:
+    import base64
+    import json
+
+    array = {"__ndarray__": base64.b64encode(data).decode(), "dtype": dtype, "shape": shape}
+    return json.dumps({"class": "WorkerAppendTask", "path": "/nowhere", "text": array})
+
+
+def hostile_cases(canary: str) -> list[Hostile]:
+    """The table of bad messages; ``canary`` is a file any executed payload would write."""
+    from tq_orchestrate.errors import DeserializationError, UnsafeTaskError
+
+    bad: tuple[type[Exception], ...] = (DeserializationError,)
+    unsafe: tuple[type[Exception], ...] = (UnsafeTaskError,)
+    shell = f"touch {canary}"
+    deep = 100_000
+    cases = [
+        # malformed JSON
+        Hostile(
+            "truncated JSON", '{"payload": {"class": "WorkerAppendTask", "path": "x"', bad, "not valid JSON"
+        ),
+        Hostile("not JSON at all", "rm -rf / --no-preserve-root", bad, "not valid JSON"),
+        Hostile("empty body", "", bad, "not valid JSON"),
+        Hostile(
+            "trailing garbage", _cls("WorkerAppendTask", path="x", text="y") + " ;rm", bad, "not valid JSON"
+        ),
+        Hostile("single quotes", "{'class': 'WorkerAppendTask'}", bad, "not valid JSON"),
+        # valid JSON, wrong shape
+        Hostile("a number", "42", bad, "expected a RegisteredTask payload"),
+        Hostile("a string", '"WorkerAppendTask"', bad, "expected a RegisteredTask payload"),
+        Hostile("null", "null", bad, "expected a RegisteredTask payload"),
+        Hostile("empty list", "[]", bad, "expected a RegisteredTask payload"),
+        Hostile("envelope around a number", '{"payload": 5, "queueName": "q"}', bad, "expected a Registered"),
+        Hostile("object without class", '{"path": "x", "text": "y"}', bad, "no 'class' field"),
+        Hostile("class is a list", '{"class": ["WorkerAppendTask"]}', unsafe, "not a registered"),
+        Hostile(
+            "function payload of 3 items", '[["tests.tasks_fixture", "append_fn"], [], {}]', bad, "expected"
+        ),
+        Hostile(
+            "function key of one part", '[["tests.tasks_fixture.append_fn"], [], {}, null]', bad, "must be"
+        ),
+        Hostile(
+            "function args not a list",
+            '[["tests.tasks_fixture", "append_fn"], "ab", {}, null]',
+            bad,
+            "must be",
+        ),
+        # unknown classes
+        Hostile("unknown class", _cls("NoSuchTask", x=1), unsafe, "not a registered"),
+        Hostile("plain class in a forbidden module", _cls("Canary"), unsafe, "not a registered"),
+        Hostile("the base class itself", _cls("RegisteredTask"), unsafe, "not a registered"),
+        Hostile("a builtin type", _cls("object"), unsafe, "not a registered"),
+        Hostile("Popen by class name", _cls("Popen", args=["touch", canary]), unsafe, "not a registered"),
+        Hostile("dotted class path", _cls("os.system", command=shell), unsafe, "not a registered"),
+        Hostile(
+            "__import__ in a class name", _cls(f"__import__('os').system('{shell}')"), unsafe, "registered"
+        ),
+        # disallowed modules and functions
+        Hostile("os:system", _fn("os", "system", [shell]), unsafe, "not allowed"),
+        Hostile("posix:system", _fn("posix", "system", [shell]), unsafe, "not allowed"),
+        Hostile("subprocess:run", _fn("subprocess", "run", [["touch", canary]]), unsafe, "not allowed"),
+        Hostile("subprocess:Popen", _fn("subprocess", "Popen", [["touch", canary]]), unsafe, "not allowed"),
+        Hostile("builtins:eval", _fn("builtins", "eval", [f"open({canary!r}, 'w')"]), unsafe, "not allowed"),
+        Hostile("builtins:exec", _fn("builtins", "exec", [f"open({canary!r}, 'w')"]), unsafe, "not allowed"),
+        Hostile("builtins:__import__", _fn("builtins", "__import__", [CANARY_MODULE]), unsafe, "not allowed"),
+        Hostile(
+            "importlib:import_module", _fn("importlib", "import_module", [CANARY_MODULE]), unsafe, "allowed"
+        ),
+        Hostile("forbidden module's function", _fn(CANARY_MODULE, "touch", [canary]), unsafe, "not allowed"),
+        Hostile("dotted attribute path", _fn("pathlib", "Path.touch", [canary]), unsafe, "not allowed"),
+        Hostile("__main__", _fn("__main__", "main", []), unsafe, "not allowed"),
+        Hostile(
+            "unqueueable function of an allowed module",
+            _fn("tests.tasks_fixture", "append_line", [canary, "x"]),
+            unsafe,
+            "not a registered @queueable",
+        ),
+        Hostile(
+            "attribute path through an allowed module",
+            _fn("tests.tasks_fixture", "os.system", [shell]),
+            unsafe,
+            "not a registered @queueable",
+        ),
+        Hostile(
+            "globals of a queueable function",
+            _fn("tests.tasks_fixture", "append_fn.__globals__", []),
+            unsafe,
+            "not a registered @queueable",
+        ),
+        Hostile(
+            "a task class called as a function",
+            _fn("tests.tasks_fixture", "WorkerAppendTask", [canary, "x"]),
+            unsafe,
+            "not a registered @queueable",
+        ),
+        # wrong constructor or function arguments
+        Hostile("missing argument", _cls("WorkerAppendTask", path=canary), bad, "cannot construct"),
+        Hostile(
+            "unknown argument",
+            _cls("WorkerAppendTask", path=canary, text="x", shell=shell),
+            bad,
+            "cannot construct",
+        ),
+        Hostile(
+            "argument named self", _cls("WorkerAppendTask", self=1, path=canary, text="x"), bad, "construct"
+        ),
+        Hostile(
+            "function missing an argument", _fn("tests.tasks_fixture", "append_fn", [canary]), bad, "wrong"
+        ),
+        Hostile(
+            "function with an unknown keyword",
+            _fn("tests.tasks_fixture", "append_fn", [canary, "x"], {"mode": "w"}),
+            bad,
+            "wrong arguments",
+        ),
+        Hostile(
+            "constructor refuses the value", _cls("WorkerPickyTask", n=-1), (ValueError,), "n must be >= 0"
+        ),
+        # huge and deep
+        Hostile("huge body of the wrong shape (1 MB)", "[" + "0," * 500_000 + "0]", bad, "expected"),
+        Hostile(
+            "huge unknown class (1 MB)", _cls("NoSuchTask", blob="x" * 1_000_000), unsafe, "not a registered"
+        ),
+        Hostile("deeply nested body", "[" * deep + "]" * deep, bad, "nested too deeply"),
+        Hostile(
+            "deeply nested argument",
+            '{"class": "WorkerAppendTask", "path": ' + "[" * deep + "]" * deep + ', "text": "x"}',
+            bad,
+            "nested too deeply",
+        ),
+        Hostile(
+            "integer of 5,000 digits",
+            _cls("WorkerPickyTask")[:-1] + ', "n": ' + "9" * 5000 + "}",
+            bad,
+            "digits",
+        ),
+        # not UTF-8
+        Hostile(
+            "invalid UTF-8",
+            b'{"class": "WorkerAppendTask", "path": "\xff\xfe", "text": "x"}',
+            bad,
+            "not UTF-8",
+        ),
+        Hostile("bare continuation bytes", b"\x80\x81\x82", bad, "not UTF-8"),
+        # numbers JSON does not have
+        Hostile("NaN", '{"class": "WorkerAppendTask", "path": NaN, "text": "x"}', bad, "NaN"),
+        Hostile("Infinity", '{"class": "WorkerAppendTask", "path": "x", "text": Infinity}', bad, "Infinity"),
+        Hostile("-Infinity", '{"class": "WorkerPickyTask", "n": -Infinity}', bad, "Infinity"),
+        Hostile("overflowing float", '{"class": "WorkerPickyTask", "n": 1e400}', bad, "finite"),
+        # typed numpy arrays that do not add up
+        Hostile("array bytes short of the shape", _typed(b"\0" * 8, "<f4", [3]), bad, "do not fill"),
+        Hostile("array bytes beyond the shape", _typed(b"\0" * 16, "<f4", [3]), bad, "do not fill"),
+        Hostile("array of Python objects", _typed(b"\0" * 8, "|O", [1]), bad, "not allowed"),
+        Hostile("array with a negative dimension", _typed(b"", "<i4", [-1, 0]), bad, "bad array"),
+        Hostile("array with a float dimension", _typed(b"\0" * 4, "<i4", [1.5]), bad, "bad array"),
+        Hostile("array with a huge dimension", _typed(b"\0" * 4, "<i4", [1e300]), bad, "bad array"),
+        Hostile("array dtype that is not a string", _typed(b"\0" * 8, None, [1]), bad, "bad array"),
+        Hostile("array dtype of zero size", _typed(b"", "V0", [5]), bad, "bad array"),
+        Hostile("array dtype that does not exist", _typed(b"\0" * 4, "<q7", [1]), bad, "bad array"),
+        Hostile(
+            "array that is not base64", _typed(b"", "<i4", [1]).replace('""', '"!!!!"', 1), bad, "bad array"
+        ),
+    ]
+    return cases
+
+
+# -- upload faults --------------------------------------------------------------------------
+
+FAULT_COUNTERS = (
+    "entry_failures",
+    "throttled",
+    "errors",
+    "dropped_before",
+    "dropped_after",
+    "bad_md5",
+    "slowed",
+)
+
+
+def upload_faults_scenario(
+    server: Any, n: int, faults: Any, *, label: str, engines: Sequence[str] = ("boto3", "fast")
+) -> tuple[Figures, dict[str, int]]:
+    """Each engine inserts its own ``n`` tasks into one stand-in queue at the same time, under ``faults``.
+
+    Returns the figures (repeats = extra stored copies) and the faults injected by kind.
+    """
+    from tests.sample_tasks import PrintTask
+    from tq_orchestrate import RetryPolicy, TaskQueue
+
+    name = f"upload-{os.getpid()}-{random.randrange(10**9)}"
+    url = server.create_queue(name)
+    retry = RetryPolicy(attempts=15, initial_seconds=0.005, max_seconds=0.1)
+    queues = {e: TaskQueue(url, engine=e, progress=False, retry=retry) for e in engines}
+    work = {e: [PrintTask(f"{e}-{i}") for i in range(n)] for e in engines}
+    expected = Counter(queues[e].encode(t) for e in engines for t in work[e])
+    before = server.stats
+    server.faults = faults
+    results: dict[str, Any] = {}
+
+    def upload(engine: str) -> None:
+        try:
+            results[engine] = queues[engine].insert_all(iter(work[engine]))
+        except BaseException as e:  # reported below
+            results[engine] = e
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=upload, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+    seconds = time.monotonic() - start
+    after = server.stats
+    for q in queues.values():
+        q.close()
+    assert results == {e: n for e in engines}, f"{label}: {results}"
+    stored = Counter(server.bodies(name))
+    injected = {k: getattr(after, k) - getattr(before, k) for k in FAULT_COUNTERS}
+    missing = expected - stored
+    strangers = set(stored) - set(expected)
+    assert not strangers, f"{label}: bodies that were never sent are stored"
+    figures = Figures(
+        label,
+        faults=sum(v for k, v in injected.items() if k != "slowed"),
+        inserted=sum(expected.values()),
+        completed=len(set(stored) & set(expected)),
+        lost=sum(missing.values()),
+        repeats=sum(stored.values()) - sum(expected.values()) + sum(missing.values()),
+        seconds=seconds,
+    )
+    figures.notes.append(", ".join(f"{k}={v}" for k, v in injected.items() if v))
+    return figures, injected

@@ -1,0 +1,70 @@
+"""A task running three times its lease keeps it through the heartbeat and runs once.
+
+Two worker processes poll the same queue (lease 1.5 s, task 4.5 s); the one
+that leases the task must renew its lease so the other never gets it. Run on
+the embedded queue and on the SQS stand-in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.reliability._harness import Workers, wait_for
+from tests.sqs_fixtures import fixture_aws_env, fixture_clean_aws_env  # noqa: F401 - fixtures
+from tests.tasks_fixture import WorkerSleepTask, read_lines
+from tq_orchestrate import TaskQueue
+from tq_orchestrate.testing import SqsStandIn
+
+pytestmark = pytest.mark.slow
+
+LEASE = 1.5
+TASK_SECONDS = 3 * LEASE
+
+
+def run_one_long_task(url: str, tmp_path: Path) -> tuple[list[str], list[dict[str, object]]]:
+    out = tmp_path / "out.txt"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert(WorkerSleepTask(str(out), "long", TASK_SECONDS))
+    args = ["--lease-seconds", str(LEASE), "--min-backoff", "0.1", "--max-backoff", "0.2", "--log-json"]
+    with Workers(url, tmp_path, args) as pool:
+        pair = [pool.start(), pool.start()]
+        wait_for(
+            lambda: any(line.startswith("done long") for line in read_lines(out)), "the long task to end"
+        )
+        # two more leases' time in which a lost lease would show as a second start
+        time.sleep(2 * LEASE)
+        assert all(w.alive() for w in pair), "both workers kept polling"
+        assert pool.stop_gracefully() == [0, 0]
+    events = [e for w in pair for e in w.events()]
+    return read_lines(out), events
+
+
+def check_once(lines: list[str], events: list[dict[str, object]]) -> None:
+    assert len(lines) == 2, lines
+    (start, pid), (done, pid2) = (line.rsplit(" ", 1) for line in lines)
+    assert (start, done, pid) == ("start long", "done long", pid2), (
+        "started once, finished by the same worker"
+    )
+    assert [(e["outcome"], e["receive_count"]) for e in events] == [("ok", 1)], "never leased a second time"
+
+
+def test_a_long_task_keeps_its_lease_on_the_embedded_queue(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/q.db"
+    check_once(*run_one_long_task(url, tmp_path))
+    with TaskQueue(url, progress=False) as tq:
+        counts = tq.counts()
+    assert (counts.pending, counts.completed) == (0, 1)
+
+
+def test_a_long_task_keeps_its_lease_on_sqs(aws_env: Path, tmp_path: Path) -> None:
+    with SqsStandIn() as server:
+        url = server.create_queue("long-task")
+        before: Callable[[], int] = lambda: server.stats.requests["ChangeMessageVisibility"]  # noqa: E731
+        renewals = before()
+        check_once(*run_one_long_task(url, tmp_path))
+        assert before() - renewals >= 2, "the heartbeat renewed the lease"
+        assert server.counts("long-task") == (0, 0, 0)
