@@ -448,7 +448,7 @@ class SQLiteBackend(Backend):
                 "SELECT message_id, body, receive_count, error FROM dead_letters ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [DeadLetter(str(ident), body, count, error) for ident, body, count, error in rows]
+        return [DeadLetter(str(ident), _as_text(body), count, error) for ident, body, count, error in rows]
 
     def redrive(self) -> int:
         """Put every dead letter back (same message id, receive count 0); return how many."""
@@ -465,11 +465,20 @@ class SQLiteBackend(Backend):
 
 def _text(raw: bytes) -> str | bytes:
     """A TEXT value as str; bytes that are not UTF-8 (a row written by another program, or
-    damaged) come back as bytes, so that one bad row fails its own decoding, not every receive."""
+    damaged) come back as bytes, so that one bad row fails its own decoding, not every receive.
+
+    Such a message is received with a ``bytes`` body; the task decoder refuses it
+    (not UTF-8) and the worker dead-letters it."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw
+
+
+def _as_text(body: str | bytes) -> str:
+    """A dead letter's body as text; bytes that are not UTF-8 survive as surrogate escapes
+    (``body.encode("utf-8", "surrogateescape")`` gives them back exactly)."""
+    return body if isinstance(body, str) else body.decode("utf-8", "surrogateescape")
 
 
 def _encodable(body: str) -> bool:
