@@ -285,7 +285,7 @@ class SqsState:
         """``fail(body)`` (fault injection) refuses chosen entries with a retryable ``Failed`` entry."""
         queue = self.queue(params)
         entries = _batch_entries(params)
-        if sum(len(str(e.get("MessageBody", "")).encode("utf-8")) for e in entries) > MAX_BATCH_BYTES:
+        if sum(_utf8_len(str(e.get("MessageBody", ""))) for e in entries) > MAX_BATCH_BYTES:
             raise SqsFault(
                 "BatchRequestTooLong",
                 "batch requests may hold at most 1048576 bytes",
@@ -601,6 +601,10 @@ def _batch_entries(params: Params) -> list[Params]:
             query_code="AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
         )
     return entries
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _message_id(receipt: str) -> str:
