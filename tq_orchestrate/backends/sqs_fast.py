@@ -33,7 +33,7 @@ from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ConfigurationError
-from ._aws import check_endpoint
+from ._aws import RETRYABLE_ERROR_CODES, check_endpoint
 from ._http11 import HttpPool, HttpResponse, TransportError
 from ._sigv4 import FrozenCredentials, SigV4Signer, amz_date
 from .base import EntryFailure, SendOutcome
@@ -51,28 +51,6 @@ DEFAULT_CONCURRENCY = 128
 CONTENT_TYPE = "application/x-amz-json-1.0"
 SEND_TARGET = "AmazonSQS.SendMessageBatch"
 
-RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "AWS.SimpleQueueService.RequestThrottled",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "KmsThrottled",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "RequestExpired",
-        "ExpiredToken",
-    }
-)
-"""Error codes after which the same batch, signed again, may succeed (besides any 5xx)."""
 
 CredentialsProvider = Callable[[], Any]
 """Returns an object with ``access_key``, ``secret_key`` and ``token`` (botocore's frozen credentials)."""
@@ -281,7 +259,9 @@ def sqs_error(response: HttpResponse, queue_url: str) -> BackendError:
         message = response.body[:200].decode("utf-8", "replace")
     query_code = response.headers.get("x-amzn-query-error", "").split(";", 1)[0]
     code = code or query_code or f"HTTP{response.status}"
-    retryable = response.status >= 500 or response.status == 429 or bool({code, query_code} & RETRYABLE_CODES)
+    retryable = (
+        response.status >= 500 or response.status == 429 or bool({code, query_code} & RETRYABLE_ERROR_CODES)
+    )
     shown = f"{code} ({query_code})" if query_code and query_code != code else code
     return BackendError(
         f"SendMessageBatch failed: HTTP {response.status} {shown}: {message}",
