@@ -647,10 +647,13 @@ def upload_faults_scenario(
 
     start = time.monotonic()
     threads = [threading.Thread(target=upload, args=(e,)) for e in engines]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(DEADLINE)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(DEADLINE)
+    finally:
+        server.faults = type(faults)()  # the next scenario on this server starts without faults
     seconds = time.monotonic() - start
     after = server.stats
     for q in queues.values():
@@ -672,3 +675,105 @@ def upload_faults_scenario(
     )
     figures.notes.append(", ".join(f"{k}={v}" for k, v in injected.items() if v))
     return figures, injected
+
+
+def hostile_direct(canary: Path) -> Figures:
+    """Decode every hostile body with ``totask``; each must meet its error and run nothing."""
+    from tq_orchestrate import totask
+
+    cases = hostile_cases(str(canary))
+    refused = 0
+    for case in cases:
+        try:
+            totask(case.body)
+        except case.errors as e:
+            refused += case.phrase in str(e)
+    assert not canary.exists() and CANARY_MODULE not in sys.modules, "a hostile payload ran something"
+    return Figures("hostile input, decoded", hostile_tried=len(cases), hostile_refused=refused)
+
+
+def _insert_raw(path: Path, body: bytes, as_text: bool) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        value = "CAST(? AS TEXT)" if as_text else "?"
+        conn.execute(
+            f"INSERT INTO messages (body, visible_at, receive_count, inserted_at) VALUES ({value}, 0, 0, 0)",
+            (body,),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def hostile_worker_scenario(workdir: Path, canary: Path, rounds: int = 1) -> tuple[Figures, Counter[str]]:
+    """Good tasks interleaved with every hostile body (``rounds`` times) drained by one worker.
+
+    The worker runs with ``TQO_CANARY`` set. Returns the figures (hostile refused =
+    dead-lettered with their exact raw bytes) and the worker's outcome counts.
+    """
+    from tq_orchestrate import TaskQueue
+
+    db = workdir / "hostile.db"
+    url = f"sqlite://{db}?max_receives=2"
+    out = workdir / "hostile-done.txt"
+    cases = hostile_cases(str(canary)) * rounds
+    good = ids("g", len(cases) + 1)
+    start = time.monotonic()
+    with TaskQueue(url, progress=False) as tq:
+        for i, case in enumerate(cases):
+            tq.insert_all(append_tasks(out, good[i : i + 1]))
+            if isinstance(case.body, bytes):  # only another program can store these
+                _insert_raw(db, case.body, as_text=i % 2 == 0)
+            else:
+                assert tq.backend.send_batch([case.body]) == []
+        tq.insert_all(append_tasks(out, good[-1:]))
+        args = ["--retry-delay", "0", "--empty-for", "3", "--num-tasks", "10", "--min-backoff", "0.1"]
+        env = {**os.environ, "TQO_CANARY": str(canary)}
+        with Workers(url, workdir, [*args, "--log-json"], env) as pool:
+            worker = pool.start()
+            code = worker.wait(DEADLINE + 10 * rounds)
+            assert code == 0, worker.text()[-2000:]
+        seconds = time.monotonic() - start
+        dead = tq.dead_letters(limit=len(cases) + 10)
+        counts = tq.counts()
+    assert not canary.exists(), f"a hostile payload ran something: {canary.read_text()!r}"
+    raw = Counter(d.body.encode("utf-8", "surrogateescape") for d in dead)
+    wanted = Counter(c.body if isinstance(c.body, bytes) else c.body.encode() for c in cases)
+    completed, lost, repeats = tally(good, CompletionLog(out).refresh())
+    figures = Figures(
+        "hostile input, through a worker",
+        inserted=len(good),
+        completed=completed,
+        lost=lost,
+        repeats=repeats,
+        hostile_tried=len(cases),
+        hostile_refused=sum((raw & wanted).values()),
+        seconds=seconds,
+    )
+    figures.counted = (counts.pending, counts.dead)
+    return figures, Counter(e["outcome"] for e in worker.events())
+
+
+def full_database_scenario(path: Path, before: int) -> Figures:
+    """Insert ``before`` tasks, cap the file (``max_page_count``), insert until it is full."""
+    from tq_orchestrate import RetryPolicy, TaskQueue, UploadError
+    from tq_orchestrate.backends.sqlite import SQLiteBackend
+
+    tq = TaskQueue(f"sqlite://{path}", progress=False, retry=RetryPolicy(attempts=3, initial_seconds=0.01))
+    assert tq.insert_all(Numbered(0, before)) == before
+    backend = tq.backend
+    assert isinstance(backend, SQLiteBackend)
+    with backend._db("soak") as conn:  # white-box: cap this connection's file at 40 more pages
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 40}")
+    try:
+        tq.insert_all(Numbered(before, 10**8))
+    except UploadError as e:
+        accepted = before + e.inserted
+        assert "database or disk is full" in str(e)
+    else:
+        raise AssertionError("the capped database never filled up")
+    finally:
+        tq.close()
+    rows = check_prefixes(path, 10**8, 1)
+    return Figures("database full (max_page_count)", 1, accepted, rows, accepted - rows)

@@ -8,7 +8,6 @@ neither may ever appear.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,10 +15,16 @@ from pathlib import Path
 import pytest
 
 import tests.tasks_fixture  # noqa: F401 - registers the task classes the table names
-from tests.reliability._harness import CANARY_MODULE, Hostile, Workers, hostile_cases, wait_for
+from tests.reliability._harness import (
+    CANARY_MODULE,
+    Hostile,
+    hostile_cases,
+    hostile_worker_scenario,
+    wait_for,
+)
 from tests.sample_tasks import KwTask
 from tests.sqs_fixtures import fixture_aws_env, fixture_clean_aws_env  # noqa: F401 - fixtures
-from tests.tasks_fixture import WorkerAppendTask, read_lines
+from tests.tasks_fixture import WorkerAppendTask
 from tq_orchestrate import TaskQueue, totask
 from tq_orchestrate.backends.base import Message
 from tq_orchestrate.errors import DeserializationError, PayloadTooLargeError
@@ -54,53 +59,17 @@ def test_each_hostile_payload_meets_a_clear_error(case_name: str, canary: Path) 
     check_untouched(canary)
 
 
-def _insert_raw(path: Path, body: str | bytes, as_text: bool) -> None:
-    conn = sqlite3.connect(path)
-    try:
-        value = "CAST(? AS TEXT)" if as_text else "?"
-        conn.execute(
-            f"INSERT INTO messages (body, visible_at, receive_count, inserted_at) VALUES ({value}, 0, 0, 0)",
-            (body,),
-        )
-        conn.commit()
-    finally:
-        conn.close()
-
-
 @pytest.mark.slow
 def test_hostile_messages_go_to_the_dead_letters_and_the_others_run(tmp_path: Path, canary: Path) -> None:
-    db = tmp_path / "q.db"
-    url = f"sqlite://{db}?max_receives=2"
-    out = tmp_path / "out.txt"
+    figures, outcomes = hostile_worker_scenario(tmp_path, canary)
     cases = hostile_cases(str(canary))
-    good = [f"g{i}" for i in range(len(cases) + 1)]
-    with TaskQueue(url, progress=False) as tq:
-        for i, case in enumerate(cases):
-            tq.insert(WorkerAppendTask(str(out), good[i]))
-            if isinstance(case.body, bytes):  # only another program can store these
-                _insert_raw(db, case.body, as_text=i % 2 == 0)
-            else:
-                assert tq.backend.send_batch([case.body]) == []
-        tq.insert(WorkerAppendTask(str(out), good[-1]))
-        args = ["--retry-delay", "0", "--empty-for", "3", "--num-tasks", "10", "--min-backoff", "0.1"]
-        with Workers(url, tmp_path, [*args, "--log-json"]) as pool:
-            worker = pool.start()
-            assert worker.wait() == 0, worker.text()[-2000:]
-        assert sorted(read_lines(out)) == sorted(good), "every good task ran exactly once"
-        check_untouched(canary)
-        dead = tq.dead_letters(limit=1000)
-        counts = tq.counts()
-    raw = Counter(d.body.encode("utf-8", "surrogateescape") for d in dead)  # bytes that were not UTF-8 too
-    assert raw == Counter(_raw(c.body) for c in cases), "each bad one, with its raw text"
-    assert (counts.pending, counts.dead, counts.completed) == (0, len(cases), len(good))
-    outcomes = Counter(e["outcome"] for e in worker.events())
+    assert (figures.completed, figures.lost, figures.repeats) == (len(cases) + 1, 0, 0), "good ones ran once"
+    assert figures.hostile_refused == figures.hostile_tried == len(cases), "each bad one, with its raw bytes"
+    assert figures.counted == (0, len(cases)), "queue empty, every bad one dead-lettered"
+    check_untouched(canary)
     corrupt = sum(1 for c in cases if _corrupt(c))
     # corrupt bodies are dead-lettered at once; the others fail on each of their 2 receives
-    assert outcomes == Counter(ok=len(good), dead_lettered=corrupt, error=2 * (len(cases) - corrupt))
-
-
-def _raw(body: str | bytes) -> bytes:
-    return body if isinstance(body, bytes) else body.encode()
+    assert outcomes == Counter(ok=len(cases) + 1, dead_lettered=corrupt, error=2 * (len(cases) - corrupt))
 
 
 def _corrupt(case: Hostile) -> bool:
