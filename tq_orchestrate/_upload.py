@@ -297,7 +297,7 @@ def upload_sharded(
             _show(counter, shown, progress)
     finally:
         _SHARD = None
-    return _combine(results, tq)
+    return _combine(results, tq, int(counter.value))
 
 
 def _show(counter: Any, shown: int, progress: Progress | None) -> int:
@@ -314,15 +314,25 @@ def _result(future: Any) -> int | BaseException:
         return e
 
 
-def _combine(results: list[int | BaseException], tq: Any) -> int:
+def _combine(results: list[int | BaseException], tq: Any, counted: int) -> int:
+    """The total inserted, or one UploadError for every shard that failed.
+
+    ``counted`` is what the children reported as inserted through the shared
+    counter: it includes the shares of processes that died (kill -9, OOM killer)
+    without returning a count.
+    """
     inserted = sum(r if isinstance(r, int) else getattr(r, "inserted", 0) for r in results)
     errors = [r for r in results if isinstance(r, BaseException)]
     if not errors:
         return inserted
+    died = [e for e in errors if not isinstance(e, UploadError)]
+    if died:  # a dead process's count is only in the counter; its last batch may be in too
+        inserted = max(inserted, counted)
     failed = [f for e in errors for f in getattr(e, "failed", [])]
     reasons = "; ".join(f"{type(e).__name__}: {e}" for e in errors[:3])
+    after = "; a process that died may have inserted one more batch than counted" if died else ""
     raise UploadError(
-        f"{len(errors)} of {len(results)} upload processes for {tq.url} failed ({reasons})",
+        f"{len(errors)} of {len(results)} upload processes for {tq.url} failed ({reasons}){after}",
         inserted=inserted,
         failed=sorted(failed),
     ) from errors[0]
