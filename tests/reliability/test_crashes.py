@@ -102,3 +102,42 @@ def test_two_workers_drain_while_a_producer_inserts(
     assert figures.repeats == 0, "no task completed twice"
     assert figures.leased_twice == 0, "with 600 s leases and no crash no task is leased twice"
     assert figures.counted == (LOAD_TASKS, LOAD_TASKS)
+
+
+def test_an_upload_process_killed_mid_insert_all_is_an_error_that_counts_what_is_in(tmp_path: Path) -> None:
+    """One of insert_all(parallel=2)'s processes is kill -9'd (as by the OOM killer)."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    from tests.reliability._harness import check_prefixes, wait_for
+    from tq_orchestrate import UploadError
+
+    path = tmp_path / "q.db"
+    total = 2_000_000
+    tq = TaskQueue(f"sqlite://{path}", progress=False)
+    tq.counts()
+    killed: list[int] = []
+
+    def kill_one_child() -> None:
+        wait_for(lambda: (tq.counts().inserted or 0) >= 10_000, "10 batches")
+        victim = multiprocessing.active_children()[0].pid or 0
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+
+    killer = threading.Thread(target=kill_one_child)
+    killer.start()
+    start = time.monotonic()
+    with pytest.raises(UploadError) as info:
+        tq.insert_all(Numbered(0, total), parallel=2)
+    killer.join(60)
+    assert killed and time.monotonic() - start < 120
+    error = info.value
+    assert "BrokenProcessPool" in str(error) and "may have inserted one more batch" in str(error)
+    rows = check_prefixes(path, total, 2)  # intact, whole batches, each shard a prefix
+    # the error does not claim less than is in the queue, give or take the batch a dying process committed
+    assert error.inserted >= 10_000
+    assert error.inserted <= rows <= error.inserted + 2 * 1000
+    tq.close()

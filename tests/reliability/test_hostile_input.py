@@ -72,6 +72,24 @@ def test_hostile_messages_go_to_the_dead_letters_and_the_others_run(tmp_path: Pa
     assert outcomes == Counter(ok=len(cases) + 1, dead_lettered=corrupt, error=2 * (len(cases) - corrupt))
 
 
+@pytest.mark.slow
+def test_hostile_messages_on_sqs_go_to_the_dead_letter_queue_and_the_others_run(
+    aws_env: Path, tmp_path: Path, canary: Path
+) -> None:
+    from tq_orchestrate.backends.sqs import ensure_queue_pair
+    from tq_orchestrate.testing import SqsStandIn
+
+    cases = [c for c in hostile_cases(str(canary)) if isinstance(c.body, str) and c.body]  # what SQS holds
+    with SqsStandIn() as server:
+        url, _ = ensure_queue_pair("hostile", 2, endpoint_url=server.endpoint_url)
+        figures, outcomes = hostile_worker_scenario(tmp_path, canary, url=url)
+    assert (figures.completed, figures.lost, figures.repeats) == (len(cases) + 1, 0, 0), "good ones ran once"
+    assert figures.hostile_refused == figures.hostile_tried == len(cases), "each bad one, with its raw text"
+    check_untouched(canary)
+    corrupt = sum(1 for c in cases if _corrupt(c))
+    assert outcomes == Counter(ok=len(cases) + 1, dead_lettered=corrupt, error=2 * (len(cases) - corrupt))
+
+
 def _corrupt(case: Hostile) -> bool:
     """Dead-lettered at once (corrupt); the rest (unknown names, refused arguments) are retried."""
     from tq_orchestrate.errors import UnsafeTaskError
