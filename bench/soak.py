@@ -5,7 +5,7 @@ run bigger: 10,000 tasks for the worker kill -9 tests (20 kills on the embedded
 queue, 15 on the SQS stand-in), 100,000 tasks for two workers draining while a
 producer inserts, 20,000 tasks per upload engine under injected faults, the
 producer killed after 50 batches, a database filled up, and the hostile-input
-table decoded and sent through a worker (5 rounds). ``--quick`` runs CI sizes.
+table decoded and sent through a worker on both queues (5 rounds). ``--quick`` runs CI sizes.
 
 Everything runs on this machine: the embedded queue in a temporary directory,
 the SQS stand-in on 127.0.0.1. Exits 1 if any task was lost.
@@ -124,6 +124,18 @@ def run(sizes: Sizes, seed: int, workdir: Path) -> list[h.Figures]:
                 server, sizes.upload, lossy, label="upload: lost replies, 2 engines"
             )[0],
         )
+        hostile_sqs = sub("hostile-sqs")
+
+        def hostile_on_sqs() -> h.Figures:
+            from tq_orchestrate.backends.sqs import ensure_queue_pair
+
+            endpoint = server.endpoint_url  # type: ignore[attr-defined]
+            url, _ = ensure_queue_pair("soak-hostile", 2, endpoint_url=endpoint)
+            return h.hostile_worker_scenario(
+                hostile_sqs, workdir / "canary-sqs", sizes.hostile_rounds, url=url
+            )[0]
+
+        step("hostile, worker (SQS)", hostile_on_sqs)
         sqs_dir = sub("sqs-kill")
         url = server.create_queue("soak-kill")  # type: ignore[attr-defined]
         step(

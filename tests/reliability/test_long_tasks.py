@@ -68,3 +68,34 @@ def test_a_long_task_keeps_its_lease_on_sqs(aws_env: Path, tmp_path: Path) -> No
         check_once(*run_one_long_task(url, tmp_path))
         assert before() - renewals >= 2, "the heartbeat renewed the lease"
         assert server.counts("long-task") == (0, 0, 0)
+
+
+def test_a_frozen_worker_loses_its_lease_and_the_task_is_completed_once_by_another(tmp_path: Path) -> None:
+    """SIGSTOP past the lease (a paused VM, a long GC): the task is taken over, never double-deleted."""
+    import signal
+
+    url = f"sqlite://{tmp_path}/q.db"
+    out = tmp_path / "out.txt"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert(WorkerSleepTask(str(out), "frozen", 2.0))
+    args = ["--lease-seconds", str(LEASE), "--min-backoff", "0.1", "--max-backoff", "0.2", "--log-json"]
+    with Workers(url, tmp_path, args) as pool:
+        frozen = pool.start()
+        wait_for(lambda: read_lines(out) == [f"start frozen {frozen.pid}"], "the task to start")
+        frozen.proc.send_signal(signal.SIGSTOP)
+        other = pool.start()
+        wait_for(lambda: f"done frozen {other.pid}" in read_lines(out), "the other worker to complete it")
+        frozen.proc.send_signal(signal.SIGCONT)
+        wait_for(
+            lambda: f"done frozen {frozen.pid}" in read_lines(out), "the frozen worker to wake and finish"
+        )
+        wait_for(
+            lambda: any(e["outcome"] == "lease_lost" for e in frozen.events()), "the frozen worker's report"
+        )
+        assert pool.stop_gracefully() == [0, 0]
+    assert [(e["outcome"], e["receive_count"]) for e in other.events()] == [("ok", 2)]
+    assert [(e["outcome"], e["receive_count"]) for e in frozen.events()] == [("lease_lost", 1)]
+    assert "could not be renewed" in frozen.text() or "could not be deleted" in frozen.text()
+    with TaskQueue(url, progress=False) as tq:
+        counts = tq.counts()
+    assert (counts.pending, counts.completed, counts.dead) == (0, 1, 0), "deleted once, by the lease holder"
