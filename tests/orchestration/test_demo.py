@@ -17,13 +17,16 @@ from .conftest import OWNERS_BETA, TASKS, Pipeline
 
 pytestmark = pytest.mark.filterwarnings(OWNERS_BETA)
 
+REPO = Path(demo.__file__).resolve().parents[2]
 SMALL = ["--blocks", "3", "--block-depth", "2", "--size", "48", "--tile", "16"]
 
 
 @pytest.mark.slow
 def test_tqo_demo_with_default_settings_passes_its_check() -> None:
     code = "import sys; from tq_orchestrate.cli import main; sys.exit(main())"
-    result = subprocess.run([sys.executable, "-c", code, "demo"], capture_output=True, text=True, timeout=110)
+    result = subprocess.run(
+        [sys.executable, "-c", code, "demo"], cwd=REPO, capture_output=True, text=True, timeout=110
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("[") and "4 blocks x 64 tasks, 2 workers" in lines[0]

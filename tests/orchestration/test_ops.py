@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
+from tq_orchestrate import TaskQueue
 from tq_orchestrate.errors import ConfigurationError
 from tq_orchestrate.orchestration.drain import Baseline
 from tq_orchestrate.orchestration.ops import BASELINE_KEY, ShardTasks, resolve_callable, shard_ranges
@@ -140,3 +144,23 @@ def test_upload_processes_generate_their_own_share(
     assert step_metadata(result, "record_block")["tasks inserted"] == 40
     assert pipe.work() == 40
     assert sorted(i for _, i in executed(pipe.log)) == list(range(40))
+
+
+@pytest.mark.slow
+def test_shards_can_run_in_parallel_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from . import parallel_job
+
+    url = f"sqlite://{tmp_path / 'queue.db'}"
+    log = tmp_path / "executed.txt"
+    monkeypatch.setenv(parallel_job.QUEUE_ENV, url)
+    job = dg.reconstructable(parallel_job.parallel_blocks)
+    config = job.get_definition().partitioned_config.get_run_config_for_partition_key("b0")
+    config["ops"]["generate_shards"]["config"]["factory_params"] = {"path": str(log), "n": "6"}
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(job, instance=instance, run_config=config, tags={"dagster/partition": "b0"})
+        assert result.success
+        starts = [e for e in result.all_events if e.event_type_value == "STEP_START"]
+        pids = {e.pid for e in starts if e.step_key.startswith("upload_shard")}
+    assert len(pids) == 2 and os.getpid() not in pids  # one process per shard
+    with TaskQueue(url, progress=False) as queue:
+        assert queue.counts().visible == 6

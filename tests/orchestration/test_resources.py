@@ -10,6 +10,7 @@ import dagster as dg
 import pydantic
 import pytest
 
+from tq_orchestrate import TaskQueue
 from tq_orchestrate.backends.base import Counts
 from tq_orchestrate.errors import ConfigurationError
 from tq_orchestrate.orchestration.drain import DrainPolicy
@@ -119,3 +120,34 @@ def test_importing_the_package_does_not_import_dagster() -> None:
         "assert 'dagster' not in sys.modules, 'dagster was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_ops_of_a_run_share_one_queue_closed_after_the_run(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    @dg.op
+    def first(task_queue: TaskQueueResource) -> int:
+        seen.append(task_queue.run_queue())
+        return task_queue.run_queue().counts().visible
+
+    @dg.op
+    def second(task_queue: TaskQueueResource, visible: int) -> None:
+        seen.append(task_queue.run_queue())
+
+    @dg.job
+    def two_steps() -> None:
+        second(first())
+
+    closed: list[object] = []
+    resource = TaskQueueResource(queue_url=f"sqlite://{tmp_path / 'q.db'}")
+    original_close = TaskQueue.close
+
+    def spy_close(queue: TaskQueue) -> None:
+        closed.append(queue)
+        original_close(queue)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TaskQueue, "close", spy_close)
+        assert two_steps.execute_in_process(resources={"task_queue": resource}).success
+    assert len(seen) == 2 and seen[0] is seen[1]
+    assert closed == [seen[0]]

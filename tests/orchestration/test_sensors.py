@@ -27,13 +27,13 @@ def persistent_instance() -> Iterator[Any]:
 
 
 def tick(pipe: Pipeline, instance: Any, cursor: str | None, sensor: Any = None, resource: Any = None) -> Any:
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={"task_queue": resource or pipe.resource},
         definitions=pipe.defs,
-    )
-    return (sensor or pipe.sensor).evaluate_tick(context)
+    ) as context:
+        return (sensor or pipe.sensor).evaluate_tick(context)
 
 
 def launch(pipe: Pipeline, instance: Any, request: Any, **kwargs: Any) -> Any:

@@ -79,10 +79,10 @@ def drive_chain(
     cursor: str | None = None
     outcome = ChainOutcome(False, "")
     while True:
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=instance, cursor=cursor, resources=resources, definitions=defs
-        )
-        data = sensor.evaluate_tick(context)
+        ) as context:
+            data = sensor.evaluate_tick(context)
         cursor = data.cursor
         state = ChainCursor.from_json(cursor)
         for request in data.run_requests:

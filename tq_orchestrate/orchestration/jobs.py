@@ -1,7 +1,11 @@
 """The block pipeline: one run uploads one block, partitioned by block id.
 
-Runs use the in-process executor: each multiprocess step would cost seconds of
-start-up, and the shards' uploads are already concurrent inside ``upload_shard``.
+Runs use the in-process executor by default: shards then upload one after
+another, each concurrently inside its ``upload_shard`` op (threads or the fast
+engine, plus ``upload_processes`` processes), and a multiprocess step would cost
+seconds of start-up. For long shards on a big machine, pass
+``executor_def=dg.multiprocess_executor`` to upload the shards in parallel
+processes.
 The job needs a :class:`~.resources.TaskQueueResource` under the key
 ``task_queue``.
 """

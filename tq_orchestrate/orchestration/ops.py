@@ -136,7 +136,7 @@ def generate_shards(
     started_at = time.time()
     key = _block_key(context, config)
     total = int(resolve_callable(config.task_count)(key, **config.factory_params))
-    counts = task_queue.counts()
+    counts = task_queue.run_queue().counts()
     baseline = Baseline(expected=total, completed=counts.completed, dead=counts.dead)
     ranges = shard_ranges(total, config.shard_size, config.max_shards)
     context.log.info(f"block {key}: {total} tasks in {len(ranges)} shard(s)")
@@ -157,9 +157,8 @@ def upload_shard(
     params = tuple((str(k), str(v)) for k, v in shard.get("params", ()))
     tasks = ShardTasks(shard["task_factory"], shard["block"], shard["start"], shard["stop"], params)
     began = time.perf_counter()
-    with task_queue.get_queue() as queue:
-        parallel = task_queue.upload_processes
-        inserted = queue.insert_all(tasks, total=len(tasks), parallel=parallel, progress=False)
+    queue = task_queue.run_queue()
+    inserted = queue.insert_all(tasks, total=len(tasks), parallel=task_queue.upload_processes, progress=False)
     seconds = time.perf_counter() - began
     result = {"index": shard["index"], "inserted": inserted, "seconds": seconds, "finished_at": time.time()}
     return dg.Output(

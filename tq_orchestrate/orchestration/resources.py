@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from .._queue import TaskQueue
 from ..backends import split_scheme
@@ -116,6 +116,27 @@ class TaskQueueResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             }
             options.update({k: v for k, v in sqs.items() if v is not None})
         return options
+
+    _run_queue: TaskQueue | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Called by Dagster before a run uses the resource: the shared queue opens on first use."""
+        self._run_queue = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Called by Dagster after the run: close the shared queue's connections."""
+        if self._run_queue is not None:
+            self._run_queue.close()
+            self._run_queue = None
+
+    def run_queue(self) -> TaskQueue:
+        """One TaskQueue shared by every op of a run (its client and connections are reused).
+
+        Dagster closes it after the run; do not close it yourself.
+        """
+        if self._run_queue is None:
+            self._run_queue = self.get_queue()
+        return self._run_queue
 
     def get_queue(self) -> TaskQueue:
         """A new TaskQueue for this configuration (close it, or use it as a context manager)."""

@@ -1,0 +1,290 @@
+"""What Dagster costs the block pipeline: chaining delay and upload overhead.
+
+1. **Chain delay**: the time from the moment a block's last task finished (the
+   newest output tile's mtime) to the creation of the next block's run, with
+   real worker processes and the block-chain sensor evaluated back to back (as
+   ``tqo demo`` drives it). Measured on the embedded queue and on an SQS
+   stand-in (``tq_orchestrate.testing.sqs_server``, 20 ms per response) whose
+   counts the drain check treats as approximate, with a shortened lag. Under the
+   Dagster daemon, add up to the sensor's ``minimum_interval_seconds``.
+2. **Upload overhead**: the block job (``execute_in_process`` of one partition:
+   shard generation, uploads inside the ops, record) against a plain
+   ``TaskQueue.insert_all`` of the same tasks from the same factory, in the same
+   process, interleaved rounds, medians. Target: at most 10 % slower.
+
+Run: ``python bench/dagster_overhead.py [--quick] [--rounds 3] [--tasks 200000]``. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make `bench` and `definitions` importable
+    sys.path.insert(0, str(ROOT))
+
+from tq_orchestrate import RegisteredTask, TaskQueue  # noqa: E402
+
+FACTORY = "bench.dagster_overhead:overhead_tasks"
+COUNT = "bench.dagster_overhead:overhead_count"
+
+
+class OverheadTask(RegisteredTask):
+    """A small task shaped like a real one (a few ints and a path)."""
+
+    def __init__(self, block: str, index: int, path: str) -> None:
+        super().__init__(block, index, path)
+
+    def execute(self) -> None:
+        pass
+
+
+def overhead_tasks(block: str, start: int, stop: int, n: str) -> Iterator[OverheadTask]:
+    """Tasks ``start..stop-1`` of ``block``."""
+    del n
+    for i in range(start, stop):
+        yield OverheadTask(block, i, f"volume/block_{block}/tile_{i:07d}.npy")
+
+
+def overhead_count(block: str, n: str) -> int:
+    """Every block has ``n`` tasks."""
+    del block
+    return int(n)
+
+
+# -- environment ----------------------------------------------------------------------------------
+
+
+def isolate_aws(home: str) -> None:
+    """Dummy AWS settings so nothing reads the machine's configuration (children inherit them)."""
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[key]
+    os.environ.update(
+        HOME=home,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+
+
+@contextlib.contextmanager
+def stand_in(latency_ms: float, queues: list[str], store: bool = True) -> Iterator[str]:
+    """An SQS stand-in process; yields its endpoint URL."""
+    command = [sys.executable, "-m", "tq_orchestrate.testing.sqs_server", "--latency-ms", str(latency_ms)]
+    for name in queues:
+        command += ["--queue", name]
+    if not store:
+        command.append("--no-store")
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    endpoint = proc.stdout.readline().strip()
+    try:
+        if not endpoint.startswith("http://127.0.0.1:"):
+            raise SystemExit(f"stand-in did not start (got {endpoint!r})")
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def queue_url(endpoint: str, name: str) -> str:
+    return f"{endpoint}/000000000000/{name}"
+
+
+# -- 1. chain delay -------------------------------------------------------------------------------
+
+
+def chain_delays(
+    work: Path, url: str, *, blocks: int, drain: dict[str, Any], poll_seconds: float, workers: int
+) -> list[float]:
+    """Seconds from block k's last task to block k+1's run, for k = 0..blocks-2."""
+    import dagster as dg
+
+    from definitions import pipeline, volume
+    from tq_orchestrate.orchestration.demo import drive_chain, worker_processes
+    from tq_orchestrate.orchestration.resources import TaskQueueResource
+
+    root = work / "data"
+    layout = volume.Layout(blocks=blocks, block_depth=4, height=128, width=128, tile=32)
+    volume.make_volume(root, layout)
+    resource = TaskQueueResource(queue_url=url, **drain)
+    defs = pipeline.build_definitions(
+        root=str(root), blocks=blocks, queue=resource, tick_budget_seconds=5.0, poll_seconds=poll_seconds
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    with worker_processes(workers, url, pipeline.TASKS_MODULE, python_path=str(ROOT), log_dir=work):
+        outcome = drive_chain(
+            defs,
+            instance,
+            job_name=pipeline.BLOCK_JOB,
+            sensor_name=f"{pipeline.BLOCK_JOB}_chain",
+            timeout_seconds=600,
+        )
+    if not outcome.complete:
+        raise SystemExit(f"chain did not complete: {outcome.reason}")
+    ok, message = volume.verify(root)
+    if not ok:
+        raise SystemExit(message)
+    records = sorted(
+        instance.get_run_records(dg.RunsFilter(job_name=pipeline.BLOCK_JOB)), key=lambda r: r.create_timestamp
+    )
+    delays = []
+    for k, record in enumerate(records[1:]):
+        last = max(volume.tile_path(root, k, y0, x0).stat().st_mtime for y0, _, x0, _ in layout.tiles())
+        delays.append(record.create_timestamp.timestamp() - last)
+    return delays
+
+
+# -- 2. upload overhead ---------------------------------------------------------------------------
+
+
+class Uploads:
+    """Both ways of uploading one block's tasks to a queue of one kind (a fresh one each time)."""
+
+    def __init__(self, make_url: Any, shard_size: int, engine: str | None = None) -> None:
+        import dagster as dg
+
+        self.dg = dg
+        self.make_url, self.shard_size, self.engine = make_url, shard_size, engine
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def plain(self, n: int) -> float:
+        options = {"engine": self.engine} if self.engine else {}
+        with TaskQueue(self.make_url(), progress=False, **options) as queue:
+            began = time.perf_counter()
+            inserted = queue.insert_all(overhead_tasks("0", 0, n, str(n)), total=n)
+            seconds = time.perf_counter() - began
+        if inserted != n:
+            raise SystemExit(f"plain upload inserted {inserted} of {n}")
+        return seconds
+
+    def dagster(self, n: int) -> float:
+        from tq_orchestrate.orchestration.demo import quiet_run_config
+        from tq_orchestrate.orchestration.jobs import RESOURCE_KEY, build_block_job
+        from tq_orchestrate.orchestration.resources import TaskQueueResource
+
+        job = build_block_job(
+            "upload",
+            blocks=["0"],
+            task_factory=FACTORY,
+            task_count=COUNT,
+            factory_params={"n": str(n)},
+            shard_size=self.shard_size,
+        )
+        resource = TaskQueueResource(queue_url=self.make_url(), upload_engine=self.engine)
+        resolved = self.dg.Definitions(jobs=[job], resources={RESOURCE_KEY: resource}).resolve_job_def(
+            "upload"
+        )
+        began = time.perf_counter()
+        result = resolved.execute_in_process(
+            partition_key="0", instance=self.instance, run_config=quiet_run_config(resolved, "0")
+        )
+        seconds = time.perf_counter() - began
+        if result.output_for_node("record_block")["inserted"] != n:
+            raise SystemExit("the Dagster upload inserted the wrong number of tasks")
+        return seconds
+
+
+def upload_overhead(uploads: Uploads, n: int, rounds: int) -> dict[str, float]:
+    """Median seconds of both ways over interleaved rounds, after a warm-up of each."""
+    uploads.plain(1000)
+    uploads.dagster(1000)
+    times: dict[str, list[float]] = {"plain": [], "dagster": []}
+    for r in range(rounds):
+        order = ("plain", "dagster") if r % 2 == 0 else ("dagster", "plain")
+        for way in order:
+            times[way].append(getattr(uploads, way)(n))
+    plain, dag = statistics.median(times["plain"]), statistics.median(times["dagster"])
+    return {"plain": plain, "dagster": dag, "overhead": dag / plain - 1, "rate": n / plain}
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def chain_table(work: Path, blocks: int, sqs_lag: float) -> None:
+    rows = []
+    for poll in (0.25, 0.05):
+        url = f"sqlite://{work}/chain-{poll}.db"
+        delays = chain_delays(
+            work / f"chain-{poll}", url, blocks=blocks, drain={}, poll_seconds=poll, workers=2
+        )
+        rows.append(("embedded (exact counts: lag 0.2 s, 2 readings)", f"poll {poll:g} s", delays, 0.2))
+    with stand_in(20, ["chain"]) as endpoint:
+        drain = {"drain_lag_seconds": sqs_lag, "drain_zero_readings": 3}
+        url = queue_url(endpoint, "chain")
+        delays = chain_delays(
+            work / "chain-sqs", url, blocks=blocks, drain=drain, poll_seconds=0.25, workers=2
+        )
+        rows.append(
+            (
+                f"SQS stand-in 20 ms (approximate: lag {sqs_lag:g} s, 3 readings)",
+                "poll 0.25 s",
+                delays,
+                sqs_lag,
+            )
+        )
+    print("## Chain delay: last task of block k done -> run of block k+1 created\n")
+    print("| queue | sensor | median s | max s | median minus lag s |")
+    print("|---|---|---|---|---|")
+    for queue, sensor, d, lag in rows:
+        med = statistics.median(d)
+        print(f"| {queue} | {sensor} | {med:.2f} | {max(d):.2f} | {med - lag:.2f} |")
+
+
+def upload_table(work: Path, tasks: int, rounds: int) -> None:
+    counter = iter(range(10**6))
+    shard = tasks // 4
+    embedded = Uploads(lambda: f"sqlite://{work}/upload-{next(counter)}.db", shard)
+    results = [("embedded", upload_overhead(embedded, tasks, rounds))]
+    with stand_in(20, ["upload"], store=False) as endpoint:
+        for engine in ("boto3", "fast"):
+            sqs = Uploads(lambda: queue_url(endpoint, "upload"), shard, engine)
+            results.append((f"SQS stand-in 20 ms, {engine} engine", upload_overhead(sqs, tasks, rounds)))
+    print("\n## Upload: Dagster block job (4 shards) vs plain insert_all, same tasks, same process\n")
+    print("| queue | tasks | plain s | Dagster job s | overhead | plain tasks/s | target <= 10% |")
+    print("|---|---|---|---|---|---|---|")
+    for queue, r in results:
+        verdict = "yes" if r["overhead"] <= 0.10 else "NO"
+        print(
+            f"| {queue} | {tasks:,} | {r['plain']:.2f} | {r['dagster']:.2f} | {100 * r['overhead']:+.1f}% "
+            f"| {r['rate']:,.0f} | {verdict} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=200_000, help="tasks per upload (default 200,000)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--blocks", type=int, default=6, help="blocks in the chain runs (default 6)")
+    parser.add_argument("--sqs-lag", type=float, default=3.0, help="SQS chain's drain lag (default 3 s)")
+    parser.add_argument("--quick", action="store_true", help="50,000 tasks, 1 round, 4 blocks")
+    parser.add_argument("--only", choices=("chain", "upload"), default=None, help="run one part only")
+    args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.rounds, args.blocks = 50_000, 1, 4
+    warnings.filterwarnings("ignore", message=r"Parameter `owners`", module=r"dagster\.")
+    work = Path(tempfile.mkdtemp(prefix="tqo-bench-dagster-"))
+    isolate_aws(str(work))
+    print(f"# bench/dagster_overhead.py: tasks={args.tasks:,} rounds={args.rounds} blocks={args.blocks}\n")
+    if args.only != "upload":
+        chain_table(work, args.blocks, args.sqs_lag)
+    if args.only != "chain":
+        upload_table(work, args.tasks, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
