@@ -105,9 +105,11 @@ def drain(target: Target, n: int, workers: int) -> float:
             time.sleep(0.01)
         return n / (end.value - start)
     finally:
-        for p in procs:
-            p.kill()
-            p.join()
+        for p in procs:  # stop_fn ends both packages' loops; a long poll may hold one up
+            p.join(timeout=2)
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 # -- queues -------------------------------------------------------------------------

@@ -438,6 +438,8 @@ class Worker:
                 break
             if self._done and self._clock() - self._done[0].at >= DELETE_FLUSH_SECONDS:
                 self._flush(wait=False)
+            elif self._deleting is not None and self._deleting[2].done():
+                self._collect()  # report finished deletes before a task that may run long
             self._tasks_started += 1
             worked = self._handle(m) or worked
             if self._stop_fn_says_stop():
