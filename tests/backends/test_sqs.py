@@ -368,6 +368,7 @@ def test_receive_parameters(stubbed: tuple[SQSBackend, Stubber]) -> None:
             "VisibilityTimeout": 31,
             "WaitTimeSeconds": 20,
             "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
+            "AttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
             "MessageAttributeNames": ANY,
         },
     )

@@ -392,7 +392,9 @@ class SQSBackend(Backend):
             MaxNumberOfMessages=min(MAX_BATCH, max(1, int(max_messages))),
             VisibilityTimeout=_lease(lease_seconds),
             WaitTimeSeconds=min(MAX_WAIT_SECONDS, max(0, math.ceil(wait_seconds))),
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageSystemAttributeNames=_SYSTEM_ATTRIBUTES,
+            # the older name too: some emulators (local-aws-sqs) only honour this one
+            AttributeNames=_SYSTEM_ATTRIBUTES,
             MessageAttributeNames=_ATTRIBUTES,
         )
         return list(response.get("Messages", []))
@@ -738,6 +740,9 @@ def _delay(delay_seconds: float) -> int:
     if delay_seconds < 0 or delay_seconds > MAX_DELAY_SECONDS:
         raise ConfigurationError(f"delay_seconds={delay_seconds} must be between 0 and {MAX_DELAY_SECONDS}")
     return math.ceil(delay_seconds)
+
+
+_SYSTEM_ATTRIBUTES: list[Any] = ["ApproximateReceiveCount", "SentTimestamp"]
 
 
 def _lease(lease_seconds: float) -> int:
