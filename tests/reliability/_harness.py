@@ -197,8 +197,11 @@ class Workers:
         return [w for w in self.all if w.alive()]
 
     def stop_gracefully(self) -> list[int]:
-        """SIGTERM every live worker; return their exit codes."""
+        """SIGTERM every live worker once it polls (its handlers are set); return their exit codes."""
         live = self.alive()
+        # a replacement may still be importing: SIGTERM then would kill it before it can handle it
+        wait_for(lambda: all("polling" in w.text() or not w.alive() for w in live), "the workers to poll")
+        time.sleep(0.2)  # the handler is installed just after the "polling" line
         for w in live:
             w.terminate()
         return [w.wait() for w in live]
