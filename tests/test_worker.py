@@ -42,7 +42,7 @@ from tq_orchestrate._backoff import Backoff, retry_delay
 from tq_orchestrate._heartbeat import Heartbeat
 from tq_orchestrate.backends.memory import MemoryBackend
 from tq_orchestrate.errors import BackendError, ConfigurationError, LeaseLostError
-from tq_orchestrate.worker import StopFlag, Worker, WorkerOptions, handle_signals, poll
+from tq_orchestrate.worker import StopFlag, Worker, WorkerOptions, body_task_name, handle_signals, poll
 
 
 @pytest.fixture(autouse=True)
@@ -364,6 +364,21 @@ def test_a_corrupt_payload_is_dead_lettered_with_its_raw_text_and_the_worker_goe
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "raw text: '[1, 2'" in logged
     assert len(lines(out)) == 3
+
+
+def test_a_huge_deeply_nested_body_is_dead_lettered_whole_and_logged_cut(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tq = mem_queue()
+    body = "[" * 200_000
+    tq.backend.send_batch([body])
+    with caplog.at_level(logging.ERROR, logger="tq_orchestrate.worker"):
+        assert poll(tq, burst_seconds=0) == 0
+    assert [d.body for d in tq.dead_letters()] == [body]
+    logged = next(r.getMessage() for r in caplog.records if "not a valid task" in r.getMessage())
+    assert "nested too deeply" in logged
+    assert len(logged) < 6000 and "[200002 chars]" in logged
+    assert body_task_name(body) == "?"
 
 
 def test_an_unknown_task_class_is_retried_not_dead_lettered_at_once(tmp_path: Path) -> None:

@@ -82,6 +82,9 @@ LEASE_SECONDS = 300.0
 DELETE_FLUSH_SECONDS = 1.0
 """Completed tasks of one batch are deleted together, but never held longer than this."""
 
+LOG_BODY_CHARS = 4096
+"""Message bodies in log lines are cut to this many characters (dead letters keep them whole)."""
+
 _STOP_FN_ARGS = ("executed", "tries", "previous_execution_time", "elapsed_time")
 
 
@@ -228,6 +231,11 @@ def _task_name(task: Any) -> str:
     if isinstance(key, tuple) and len(key) == 2:
         return f"{key[0]}:{key[1]}"
     return type(task).__name__
+
+
+def clip(text: str, limit: int = LOG_BODY_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text)} chars]"
 
 
 def body_task_name(body: str) -> str:
@@ -509,7 +517,7 @@ class Worker:
             message.receive_count,
             type(error).__name__,
             error,
-            message.body,
+            clip(message.body),
             "".join(traceback.format_exception(error)).rstrip(),
         )
         if self._say is not None:
@@ -529,11 +537,11 @@ class Worker:
         self.stats.corrupt += 1
         raw = error.raw if error.raw is not None else message.body
         log.error(
-            "message %s (receive %d) is not a valid task: %s\nraw text: %r",
+            "message %s (receive %d) is not a valid task: %s\nraw text: %s",
             message.message_id,
             message.receive_count,
             error.reason,
-            raw,
+            clip(repr(raw)),
         )
         self._forget(message)
         outcome = "dead_lettered"
