@@ -60,11 +60,15 @@ class LocalTaskQueue:
         parallel: int | None = None,
         progress: bool = True,
     ) -> int:
-        """Encode and keep tasks for :meth:`execute`; return how many."""
-        before = len(self._pending)
+        """Encode each task and keep it for :meth:`execute`; return how many."""
+        count = 0
         for task in as_tasks(tasks):
-            self._pending.append(_task.encode(totask(task), self.queue_name, self.array_format))
-        return len(self._pending) - before
+            self._accept(_task.encode(totask(task), self.queue_name, self.array_format))
+            count += 1
+        return count
+
+    def _accept(self, body: str) -> None:
+        self._pending.append(body)
 
     def insert_all(
         self,
@@ -120,19 +124,8 @@ class LocalTaskQueue:
 class MockTaskQueue(LocalTaskQueue):
     """Executes each task inline the moment it is inserted (for tests)."""
 
-    def insert(
-        self,
-        tasks: Any,
-        delay_seconds: float = 0,
-        total: int | None = None,
-        parallel: int | None = None,
-        progress: bool = True,
-    ) -> int:
-        count = 0
-        for task in as_tasks(tasks):
-            _run_one(_task.encode(totask(task), self.queue_name, self.array_format))
-            count += 1
-        return count
+    def _accept(self, body: str) -> None:
+        _run_one(body)
 
 
 def _run_one(body: str) -> None:

@@ -14,6 +14,20 @@ from .base import Capabilities, EntryFailure
 _MiB = 1024 * 1024
 _WEEK = 7 * 24 * 3600.0
 
+LOCAL_CAPABILITIES = Capabilities(
+    max_batch_count=1000,
+    max_batch_bytes=64 * _MiB,
+    max_message_bytes=64 * _MiB,
+    max_receive_count=100,
+    max_lease_seconds=_WEEK,
+    max_delay_seconds=_WEEK,
+    exact_counts=True,
+    counts_completions=True,
+    dead_letters=True,
+    upload_concurrency=1,
+)
+"""Limits of the queues this process holds or opens as a file (exact, no network)."""
+
 
 @dataclass(frozen=True)
 class OptionSpec:

@@ -46,9 +46,8 @@ from typing import Any, ClassVar
 
 from ..errors import BackendError, ConfigurationError, LeaseLostError
 from ._common import (
-    _WEEK,
+    LOCAL_CAPABILITIES,
     OptionSpec,
-    _MiB,
     check_batch,
     check_lease,
     check_receive,
@@ -158,18 +157,7 @@ def database_path(url: str) -> str:
 class SQLiteBackend(Backend):
     """A durable queue in one SQLite file, shared by threads and processes."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        max_batch_count=1000,
-        max_batch_bytes=64 * _MiB,
-        max_message_bytes=64 * _MiB,
-        max_receive_count=100,
-        max_lease_seconds=_WEEK,
-        max_delay_seconds=_WEEK,
-        exact_counts=True,
-        counts_completions=True,
-        dead_letters=True,
-        upload_concurrency=1,
-    )
+    capabilities: ClassVar[Capabilities] = LOCAL_CAPABILITIES
 
     def __init__(
         self,
