@@ -1,6 +1,6 @@
 """A task running three times its lease keeps it through the heartbeat and runs once.
 
-Two worker processes poll the same queue (lease 1.5 s, task 4.5 s); the one
+Two worker processes poll the same queue (lease 2 s, task 6 s); the one
 that leases the task must renew its lease so the other never gets it. Run on
 the embedded queue and on the SQS stand-in.
 """
@@ -21,7 +21,7 @@ from tq_orchestrate.testing import SqsStandIn
 
 pytestmark = pytest.mark.slow
 
-LEASE = 1.5
+LEASE = 2.0
 TASK_SECONDS = 3 * LEASE
 
 
