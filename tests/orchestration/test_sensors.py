@@ -278,6 +278,28 @@ def test_without_first_tick_start_the_sensor_waits_for_the_schedule(
     data = tick(pipe, instance, None, sensor=sensor)
     assert skip_of(data).startswith("no series yet")
     assert ChainCursor.from_json(data.cursor).series is None
+    request = dg.RunRequest(partition_key="b0", tags={SERIES_TAG: "nightly-1"})  # as the schedule sends it
+    assert launch(pipe, instance, request).success
+    pipe.work()
+    adopted = tick(pipe, instance, data.cursor, sensor=sensor)
+    assert only_request(adopted).tags[SERIES_TAG] == "nightly-1"
+
+
+def test_a_fresh_sensor_ignores_series_from_before_it_started(
+    make_pipeline: Callable[..., Pipeline], instance: Any
+) -> None:
+    pipe = make_pipeline(tasks_per_block=1)
+    old = tick(pipe, instance, None)
+    assert launch(pipe, instance, only_request(old)).success
+    pipe.work()
+
+    patient = build_block_chain_sensor(pipe.job, name="patient", start_on_first_tick=False)
+    waiting = tick(pipe, instance, None, sensor=patient)
+    assert skip_of(waiting).startswith("no series yet")
+    eager = tick(pipe, instance, None)  # a reset cursor starts its own series, not the old one
+    request = only_request(eager)
+    assert request.partition_key == "b0"
+    assert request.tags[SERIES_TAG] != ChainCursor.from_json(old.cursor).series
 
 
 def test_chain_cursor_round_trips_and_tolerates_empty() -> None:

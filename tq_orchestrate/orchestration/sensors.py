@@ -119,6 +119,9 @@ class _Tick:
     sleep: Callable[[float], object]
 
     def evaluate(self, cursor: ChainCursor) -> dg.SensorResult:
+        if cursor.series is None and not cursor.series_started_at:
+            # a fresh cursor watches from now: older tagged runs belong to finished history
+            cursor = replace(cursor, series_started_at=self.clock())
         cursor = self._adopt_newer_series(cursor)
         if cursor.series is None:
             if not self.start_on_first_tick:
