@@ -125,23 +125,22 @@ def chain_delays(
     defs = pipeline.build_definitions(
         root=str(root), blocks=blocks, queue=resource, tick_budget_seconds=5.0, poll_seconds=poll_seconds
     )
-    instance = dg.DagsterInstance.ephemeral()
-    with worker_processes(workers, url, pipeline.TASKS_MODULE, python_path=str(ROOT), log_dir=work):
-        outcome = drive_chain(
-            defs,
-            instance,
-            job_name=pipeline.BLOCK_JOB,
-            sensor_name=f"{pipeline.BLOCK_JOB}_chain",
-            timeout_seconds=600,
-        )
+    with dg.DagsterInstance.ephemeral() as instance:
+        with worker_processes(workers, url, pipeline.TASKS_MODULE, python_path=str(ROOT), log_dir=work):
+            outcome = drive_chain(
+                defs,
+                instance,
+                job_name=pipeline.BLOCK_JOB,
+                sensor_name=f"{pipeline.BLOCK_JOB}_chain",
+                timeout_seconds=600,
+            )
+        runs = instance.get_run_records(dg.RunsFilter(job_name=pipeline.BLOCK_JOB))
     if not outcome.complete:
         raise SystemExit(f"chain did not complete: {outcome.reason}")
     ok, message = volume.verify(root)
     if not ok:
         raise SystemExit(message)
-    records = sorted(
-        instance.get_run_records(dg.RunsFilter(job_name=pipeline.BLOCK_JOB)), key=lambda r: r.create_timestamp
-    )
+    records = sorted(runs, key=lambda r: r.create_timestamp)
     delays = []
     for k, record in enumerate(records[1:]):
         last = max(volume.tile_path(root, k, y0, x0).stat().st_mtime for y0, _, x0, _ in layout.tiles())
@@ -161,6 +160,9 @@ class Uploads:
         self.dg = dg
         self.make_url, self.shard_size, self.engine = make_url, shard_size, engine
         self.instance = dg.DagsterInstance.ephemeral()
+
+    def close(self) -> None:
+        self.instance.dispose()
 
     def plain(self, n: int) -> float:
         options = {"engine": self.engine} if self.engine else {}
@@ -208,6 +210,7 @@ def upload_overhead(uploads: Uploads, n: int, rounds: int) -> dict[str, float]:
         order = ("plain", "dagster") if r % 2 == 0 else ("dagster", "plain")
         for way in order:
             times[way].append(getattr(uploads, way)(n))
+    uploads.close()
     plain, dag = statistics.median(times["plain"]), statistics.median(times["dagster"])
     return {"plain": plain, "dagster": dag, "overhead": dag / plain - 1, "rate": n / plain}
 

@@ -35,13 +35,12 @@ LAYOUT = volume.Layout(blocks=3, block_depth=4, height=64, width=48, tile=16)
 REPO = Path(pipeline.__file__).resolve().parent.parent
 
 
-def run_example(tmp_path: Path, resource: TaskQueueResource, workers: int = 2) -> tuple[ChainOutcome, Any]:
+def run_example(tmp_path: Path, resource: TaskQueueResource, instance: Any, workers: int = 2) -> ChainOutcome:
     root = tmp_path / "data"
     volume.make_volume(root, LAYOUT, seed=7)
     defs = pipeline.build_definitions(
         root=str(root), blocks=LAYOUT.blocks, queue=resource, tick_budget_seconds=2.0, poll_seconds=0.05
     )
-    instance = dg.DagsterInstance.ephemeral()
     with worker_processes(
         workers, resource.queue_url, pipeline.TASKS_MODULE, python_path=str(REPO), log_dir=tmp_path
     ) as procs:
@@ -53,7 +52,7 @@ def run_example(tmp_path: Path, resource: TaskQueueResource, workers: int = 2) -
             timeout_seconds=90,
             stop=lambda: "workers died" if all(p.poll() is not None for p in procs) else None,
         )
-    return outcome, instance
+    return outcome
 
 
 def check_order_and_numbers(tmp_path: Path, outcome: ChainOutcome, instance: Any) -> None:
@@ -82,16 +81,16 @@ def _logs(tmp_path: Path) -> str:
     return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(tmp_path.glob("worker-*.log")))
 
 
-def test_three_blocks_on_the_embedded_queue(tmp_path: Path) -> None:
+def test_three_blocks_on_the_embedded_queue(tmp_path: Path, instance: Any) -> None:
     resource = TaskQueueResource(queue_url=f"sqlite://{tmp_path / 'queue.db'}")
-    outcome, instance = run_example(tmp_path, resource)
+    outcome = run_example(tmp_path, resource, instance)
     check_order_and_numbers(tmp_path, outcome, instance)
     counts = resource.counts()
     tasks = LAYOUT.blocks * len(LAYOUT.tiles())
     assert (counts.pending, counts.inserted, counts.completed, counts.dead) == (0, tasks, tasks, 0)
 
 
-def test_three_blocks_on_sqs_served_by_moto(tmp_path: Path, moto_server: str) -> None:
+def test_three_blocks_on_sqs_served_by_moto(tmp_path: Path, moto_server: str, instance: Any) -> None:
     from tq_orchestrate.backends.sqs import ensure_queue_pair
 
     url, _ = ensure_queue_pair(unique_queue_name("chain"), 3, endpoint_url=moto_server)
@@ -99,7 +98,7 @@ def test_three_blocks_on_sqs_served_by_moto(tmp_path: Path, moto_server: str) ->
     # SQS counts are approximate: several zero readings spanning a (shortened) lag
     resource = TaskQueueResource(queue_url=url, drain_lag_seconds=0.5, drain_zero_readings=3)
     assert not resource.get_queue().backend.capabilities.exact_counts
-    outcome, instance = run_example(tmp_path, resource)
+    outcome = run_example(tmp_path, resource, instance)
     check_order_and_numbers(tmp_path, outcome, instance)
     counts = resource.counts()
     assert (counts.pending, counts.dead) == (0, 0)

@@ -287,9 +287,12 @@ def _run(
         f"{workers} workers, queue {queue_url}"
     )
     python_path = str(Path(example.__file__ or ".").resolve().parent.parent)
-    with worker_processes(
-        workers, queue_url, pipeline.TASKS_MODULE, python_path=python_path, log_dir=work
-    ) as procs:
+    with (
+        dg.DagsterInstance.ephemeral() as instance,
+        worker_processes(
+            workers, queue_url, pipeline.TASKS_MODULE, python_path=python_path, log_dir=work
+        ) as procs,
+    ):
 
         def on_run(key: str, result: Any) -> None:
             display.line(_describe_run(key, result))
@@ -302,7 +305,7 @@ def _run(
 
         outcome = drive_chain(
             defs,
-            dg.DagsterInstance.ephemeral(),
+            instance,
             job_name=pipeline.BLOCK_JOB,
             sensor_name=f"{pipeline.BLOCK_JOB}_chain",
             timeout_seconds=timeout_seconds,
