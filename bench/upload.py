@@ -172,6 +172,7 @@ def measure(server: Server, spec: dict[str, Any], timeout: float) -> dict[str, A
     result["server_cpu_ms_per_call"] = (
         1000 * (server.cpu_seconds() - server_cpu) / math.ceil(spec["tasks"] / 10)
     )
+    result["load"] = os.getloadavg()[0]
     return result
 
 
@@ -215,7 +216,8 @@ def main() -> None:
                         result = measure(servers[ms], spec, timeout=900)
                         results[(client, ms, procs)].append(result)
                         print(f"round {round_no}: {client:18} {ms:3d} ms  {procs} proc  "
-                              f"{result['rate']:9,.0f} tasks/s  {result['cpu_ms_per_call']:.3f} ms CPU/call",
+                              f"{result['rate']:9,.0f} tasks/s  {result['cpu_ms_per_call']:.3f} ms CPU/call  "
+                              f"(load {result['load']:.1f})",
                               file=sys.stderr, flush=True)  # fmt: skip
         rss = None
         if args.rss_tasks:
@@ -262,6 +264,9 @@ def report(
                 print(
                     f"{ms:>5} ms {procs:>5}  {client:18} {rate:11,.0f} {cpu:11.3f} {server:11.3f} {ratio:>11}"
                 )
+    loads = [r["load"] for runs in results.values() for r in runs]
+    print(f"\n1-minute load average after the runs: {min(loads):.1f} to {max(loads):.1f} "
+          f"(other work on the machine skews the numbers above {os.cpu_count()})")  # fmt: skip
     if rss is not None:
         print(f"\nPeak RSS uploading {args.rss_tasks:,} tasks from a generator (fast engine, 1 process, "
               f"{max(latencies)} ms): {rss['peak_rss_mb']:.0f} MB "
