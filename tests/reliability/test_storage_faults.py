@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import shutil
 import signal
 import sqlite3
 import tempfile
@@ -145,15 +146,17 @@ def test_a_read_only_database_refuses_clearly_and_stays_intact() -> None:
 
     try:
         inserting, leasing = _as_nobody(insert), _as_nobody(lease)
-    finally:
         os.chmod(directory, 0o755)
         for name in os.listdir(directory):
             os.chmod(directory / name, 0o644)
-    assert inserting.startswith("UploadError: "), inserting
-    assert leasing.startswith("BackendError: "), leasing
-    for outcome in (inserting, leasing):
-        assert str(path) in outcome and ("readonly" in outcome or "unable to open" in outcome), outcome
-    assert rows_and_integrity(path) == (500, 500)
+        assert inserting.startswith("UploadError: "), inserting
+        assert leasing.startswith("BackendError: "), leasing
+        for outcome in (inserting, leasing):
+            assert str(path) in outcome and ("readonly" in outcome or "unable to open" in outcome), outcome
+        assert rows_and_integrity(path) == (500, 500)
+    finally:
+        os.chmod(directory, 0o755)
+        shutil.rmtree(directory)
 
 
 @pytest.fixture
