@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.backends.test_sqs_contract import SQSContract
+from tests.sqs_fixtures import fixture_aws_env, fixture_clean_aws_env  # noqa: F401 - fixtures used by name
+from tq_orchestrate.backends.sqs import SQSBackend
 from tq_orchestrate.testing import SqsStandIn
 from tq_orchestrate.testing.sqs_state import SqsState, md5_hex
+
+_names = itertools.count()
 
 
 class FakeClock:
@@ -242,3 +248,31 @@ def test_command_line_server() -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Warning" not in err
+
+
+# -- the backend contract against the stand-in -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def contract_server() -> Iterator[SqsStandIn]:
+    with SqsStandIn() as server:
+        yield server
+
+
+class TestStandInContract(SQSContract):
+    """The SQS backend's contract suite passes against the stand-in (its counts are exact)."""
+
+    timeout_seconds: ClassVar[float] = 5.0
+
+    @pytest.fixture
+    def backend(self, request: pytest.FixtureRequest, contract_server: SqsStandIn) -> Iterator[SQSBackend]:
+        request.getfixturevalue("aws_env")
+        name = f"contract-{next(_names)}"
+        b = SQSBackend.from_url(
+            f"sqs://{name}",
+            endpoint_url=contract_server.endpoint_url,
+            create=True,
+            max_receives=self.max_receives,
+        )
+        yield b
+        b.close()
