@@ -4,7 +4,8 @@ The scenarios are the reliability suite's (``tests/reliability/_harness.py``),
 run bigger: 10,000 tasks for the worker kill -9 tests (20 kills on the embedded
 queue, 15 on the SQS stand-in), 100,000 tasks for two workers draining while a
 producer inserts, 20,000 tasks per upload engine under injected faults, the
-producer killed after 50 batches, a database filled up, and the hostile-input
+producer killed after 50 batches, a database filled up, an SQS outage of 3 s in
+the middle of an upload of 100,000 tasks (each engine), and the hostile-input
 table decoded and sent through a worker on both queues (5 rounds). ``--quick`` runs CI sizes.
 
 Everything runs on this machine: the embedded queue in a temporary directory,
@@ -42,10 +43,11 @@ class Sizes:
     producer_batches: int
     full_before: int
     hostile_rounds: int
+    outage_upload: int
 
 
-QUICK = Sizes(2500, 5, 2000, 4, 5000, 2000, 6, 3000, 1)
-FULL = Sizes(10_000, 20, 10_000, 15, 100_000, 20_000, 50, 30_000, 5)
+QUICK = Sizes(2500, 5, 2000, 4, 5000, 2000, 6, 3000, 1, 20_000)
+FULL = Sizes(10_000, 20, 10_000, 15, 100_000, 20_000, 50, 30_000, 5, 100_000)
 
 
 def isolate_environment(home: Path) -> None:
@@ -150,6 +152,8 @@ def run(sizes: Sizes, seed: int, workdir: Path) -> list[h.Figures]:
                 timeout=600,
             ),
         )
+    for engine in ("boto3", "fast"):
+        step(f"upload outage, {engine}", lambda e=engine: h.upload_outage_scenario(sizes.outage_upload, e))  # type: ignore[misc]
     embedded_dir = sub("embedded-kill")
     step(
         "embedded kill -9",

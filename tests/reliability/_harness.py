@@ -794,3 +794,56 @@ def full_database_scenario(path: Path, before: int) -> Figures:
         tq.close()
     rows = check_prefixes(path, 10**8, 1)
     return Figures("database full (max_page_count)", 1, accepted, rows, accepted - rows)
+
+
+def upload_outage_scenario(n: int, engine: str, outage_seconds: float = 3.0) -> Figures:
+    """``insert_all`` of ``n`` tasks while the SQS stand-in goes away for ``outage_seconds``.
+
+    The stand-in (20 ms per request) stops once 2,000 tasks are stored, refusing
+    connections, and starts again on the same port with its queues.
+    """
+    from tests.sample_tasks import PrintTask
+    from tq_orchestrate import TaskQueue
+    from tq_orchestrate.testing import SqsStandIn
+
+    server = SqsStandIn(latency_seconds=0.02).start()
+    name = f"upload-outage-{engine}"
+    try:
+        url = server.create_queue(name)
+        tq = TaskQueue(url, progress=False, engine=engine)
+        finished = threading.Event()
+        during: list[bool] = []
+
+        def outage() -> None:
+            wait_for(lambda: len(server.bodies(name)) >= 2000, "2,000 stored")
+            server.stop()
+            during.append(not finished.is_set())
+            time.sleep(outage_seconds)
+            server.start()
+
+        thread = threading.Thread(target=outage)
+        thread.start()
+        start = time.monotonic()
+        try:
+            assert tq.insert_all(PrintTask(f"{engine}-{i}") for i in range(n)) == n
+            seconds = time.monotonic() - start
+        finally:
+            finished.set()
+            thread.join(DEADLINE)
+            tq.close()
+        assert during == [True], "the outage began while the upload was going on"
+        stored = Counter(server.bodies(name))
+    finally:
+        server.stop()
+    expected = {tq.encode(PrintTask(f"{engine}-{i}")) for i in range(n)}
+    assert not set(stored) - expected, "bodies that were never sent are stored"
+    figures = Figures(
+        f"upload across a {outage_seconds:g} s SQS outage ({engine})",
+        faults=1,
+        inserted=n,
+        completed=len(set(stored) & expected),
+        lost=len(expected - set(stored)),
+        repeats=sum(stored.values()) - len(set(stored)),
+        seconds=seconds,
+    )
+    return figures

@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.reliability._harness import CompletionLog, Workers, append_tasks, ids, tally, wait_for, worker_args
+from tests.reliability._harness import (
+    CompletionLog,
+    Workers,
+    append_tasks,
+    ids,
+    tally,
+    upload_outage_scenario,
+    wait_for,
+    worker_args,
+)
 from tests.sqs_fixtures import fixture_aws_env, fixture_clean_aws_env  # noqa: F401 - fixtures
 from tests.tasks_fixture import WorkerAppendTask, read_lines
 from tq_orchestrate import TaskQueue
@@ -108,42 +117,9 @@ def test_a_delete_that_fails_through_an_outage_does_not_end_the_worker(tmp_path:
 def test_an_upload_outlasts_an_sqs_outage(
     aws_env: Path, engine: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import threading
-    from collections import Counter
-
-    from tests.sample_tasks import PrintTask
-
-    n = 20_000
-    server = SqsStandIn(latency_seconds=0.02).start()  # 2-5 s of upload without the outage
-    try:
-        url = server.create_queue(f"upload-outage-{engine}")
-        tq = TaskQueue(url, progress=False, engine=engine)
-        finished = threading.Event()
-        during: list[bool] = []
-
-        def outage() -> None:
-            wait_for(lambda: len(server.bodies(f"upload-outage-{engine}")) >= 2000, "2,000 stored")
-            server.stop()
-            during.append(not finished.is_set())
-            time.sleep(OUTAGE_SECONDS)
-            server.start()
-
-        thread = threading.Thread(target=outage)
-        thread.start()
-        try:
-            assert tq.insert_all(PrintTask(f"{engine}-{i}") for i in range(n)) == n
-        finally:
-            finished.set()
-            thread.join(60)
-            tq.close()
-        assert during == [True], "the outage began while the upload was going on"
-        stored = Counter(server.bodies(f"upload-outage-{engine}"))
-    finally:
-        server.stop()
-    expected = {tq.encode(PrintTask(f"{engine}-{i}")) for i in range(n)}
-    assert set(stored) == expected, "every task stored, nothing else"
-    extra = sum(stored.values()) - n
+    figures = upload_outage_scenario(20_000, engine, OUTAGE_SECONDS)
     with capsys.disabled():
-        print(f"\n[{engine}] {OUTAGE_SECONDS:g} s outage mid-upload: {extra} duplicates")
+        print(f"\n[{figures.scenario}] {figures.repeats} duplicates")
+    assert (figures.completed, figures.lost) == (20_000, 0), "every task stored"
     # only batches in flight when the server went away (at most upload_concurrency) can be stored twice
-    assert extra <= 2 * 10 * SQSBackend.capabilities.upload_concurrency
+    assert figures.repeats <= 2 * 10 * SQSBackend.capabilities.upload_concurrency
