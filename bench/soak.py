@@ -263,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print(
         "\nfaults injected: worker or producer kill -9, refused batch entries, throttles, HTTP 500s, "
-        "connections dropped before or after processing, wrong MD5s (slow responses not counted); "
-        "repeats: extra executions (kill tests) or extra stored copies (uploads with lost replies)."
+        "connections dropped before or after processing, wrong MD5s (slow responses not counted), "
+        "SQS outages; repeats: extra executions (kill tests) or extra stored copies (uploads with "
+        "lost replies or across an outage)."
     )
     lost = sum(r.lost for r in rows)
     return 1 if lost else 0
