@@ -12,6 +12,7 @@ which were not. Nothing is dropped silently.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -341,9 +342,25 @@ def _combine(results: list[int | BaseException], tq: Any, counted: int) -> int:
 _COUNTER: Any = None
 
 
+_ORPHAN_CHECK_SECONDS = 0.2
+
+
 def _init_child(counter: Any) -> None:
     global _COUNTER
     _COUNTER = counter
+    parent = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="tqo-orphan", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this upload process once the one that started it is gone (kill -9, OOM killer).
+
+    Without this, a killed ``insert_all`` left its processes uploading the rest of
+    their shards on their own.
+    """
+    while os.getppid() == parent:
+        time.sleep(_ORPHAN_CHECK_SECONDS)
+    os._exit(1)
 
 
 def _count(n: int) -> None:
