@@ -370,8 +370,14 @@ def produce_forever(url: str, total: int, parallel: int) -> None:
     TaskQueue(url, progress=False).insert_all(Numbered(0, total), parallel=parallel)
 
 
-def producer_crash_scenario(path: Path, *, parallel: int, batches: int, total: int = 10**8) -> Figures:
-    """kill -9 (the whole process group) of ``insert_all`` once ``batches`` batches are in."""
+def producer_crash_scenario(
+    path: Path, *, parallel: int, batches: int, total: int = 10**8, group: bool = True
+) -> Figures:
+    """kill -9 of ``insert_all`` once ``batches`` batches are in.
+
+    ``group`` kills the whole process group; otherwise only the process that
+    called ``insert_all``: its upload processes must then stop by themselves.
+    """
     from tq_orchestrate import TaskQueue
 
     url = f"sqlite://{path}"
@@ -382,16 +388,54 @@ def producer_crash_scenario(path: Path, *, parallel: int, batches: int, total: i
     with TaskQueue(url, progress=False) as watcher:
         watcher.counts()  # creates the database before the child starts
         child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
+        uploaders: list[int] = []
         try:
             goal = batches * 1000
             wait_for(lambda: (watcher.counts().inserted or 0) >= goal, f"{batches} batches to be inserted")
+            uploaders = _children(child.pid)
             time.sleep(random.uniform(0, 0.05))
         finally:
-            os.killpg(child.pid, signal.SIGKILL)
+            if group:
+                os.killpg(child.pid, signal.SIGKILL)
+            else:
+                child.send_signal(signal.SIGKILL)
             child.wait(DEADLINE)
-    assert child.returncode == -signal.SIGKILL
+        assert child.returncode == -signal.SIGKILL
+        if not group:  # the orphaned upload processes notice and exit
+            assert len(uploaders) == parallel, f"upload processes: {uploaders}"
+            try:
+                wait_for(
+                    lambda: not any(map(_running, uploaders)), "the orphaned upload processes to exit", 30
+                )
+            finally:
+                for pid in filter(_running, uploaders):
+                    os.kill(pid, signal.SIGKILL)
     rows = check_prefixes(path, total, parallel)
-    return Figures(f"producer kill -9 (parallel={parallel})", 1, rows, rows)
+    label = "" if group else ", parent only"
+    return Figures(f"producer kill -9 (parallel={parallel}{label})", 1, rows, rows)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux ``/proc``)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def check_prefixes(path: Path, total: int, parallel: int, batch: int = 1000) -> int:

@@ -92,6 +92,16 @@ def test_kill_9_of_a_producer_leaves_whole_batches(tmp_path: Path, parallel: int
         assert tq.counts().completed == 10
 
 
+def test_kill_9_of_the_producer_alone_stops_its_upload_processes(tmp_path: Path) -> None:
+    """Only the process that called insert_all(parallel=2) is killed: its upload processes must
+    not go on inserting the rest of their shards on their own."""
+    path = tmp_path / "q.db"
+    figures = producer_crash_scenario(path, parallel=2, batches=6, group=False)  # waits for them to exit
+    assert figures.inserted >= 6000
+    with TaskQueue(f"sqlite://{path}", progress=False) as tq:
+        assert tq.counts().inserted == figures.inserted, "nothing was inserted after they were gone"
+
+
 def test_two_workers_drain_while_a_producer_inserts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
