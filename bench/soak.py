@@ -175,6 +175,13 @@ def run(sizes: Sizes, seed: int, workdir: Path) -> list[h.Figures]:
                 path, parallel=parallel, batches=sizes.producer_batches
             ),
         )
+    orphan_path = sub("producer-parent") / "q.db"
+    step(
+        "producer kill -9, parent only",
+        lambda: h.producer_crash_scenario(
+            orphan_path, parallel=2, batches=sizes.producer_batches, group=False
+        ),
+    )
     step("database full", lambda: h.full_database_scenario(sub("full") / "q.db", sizes.full_before))
     load_dir = sub("load")
     step(
