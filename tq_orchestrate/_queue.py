@@ -46,6 +46,8 @@ class TaskQueue:
         if not isinstance(url, str) or not url:
             raise ConfigurationError(f"queue URL must be a non-empty string, got {url!r}")
         self.url = url
+        self.name = _short_name(url)
+        """The queue's short name (the ``queueName`` written into each message)."""
         self.progress = progress
         self.array_format = check_array_format(array_format)
         self.concurrency = concurrency
@@ -65,12 +67,6 @@ class TaskQueue:
             self._pid = os.getpid()
         return self._backend
 
-    @property
-    def name(self) -> str:
-        """The queue's short name (last part of the URL, without a file suffix)."""
-        rest = split_scheme(self.url)[1].split("?", 1)[0].rstrip("/")
-        base = rest.rsplit("/", 1)[-1]
-        return base.rsplit(".", 1)[0] if base.endswith((".db", ".sqlite3", ".tqdb")) else base
 
     def _options(self) -> dict[str, Any]:
         return {
@@ -284,6 +280,13 @@ class TaskQueue:
         from .worker import poll
 
         return poll(self, *args, **kwargs)
+
+
+def _short_name(url: str) -> str:
+    """The last part of a queue URL, without a database file suffix."""
+    rest = split_scheme(url)[1].split("?", 1)[0].rstrip("/")
+    base = rest.rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if base.endswith((".db", ".sqlite3", ".tqdb")) else base
 
 
 def _rebuild(url: str, options: dict[str, Any]) -> TaskQueue:

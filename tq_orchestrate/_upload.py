@@ -85,7 +85,7 @@ class Uploader:
         caps = backend.capabilities
         self._backend = backend
         self._encode = encode
-        self._concurrency = concurrency or caps.upload_concurrency
+        self._concurrency = concurrency
         self._retry = retry or RetryPolicy()
         self._delay = delay_seconds
         self._progress = progress

@@ -581,7 +581,7 @@ def test_purge_falls_back_when_a_purge_is_running(moto_sqs: None) -> None:
     assert backend.receive(10, 60) == []
 
 
-@pytest.mark.parametrize("engine", ["boto3", "fast"])
+@pytest.mark.parametrize("engine", ["boto3", "fast", "auto"])
 def test_open_sender_engines_deliver_every_body_once(moto_server: str, engine: str) -> None:
     backend = SQSBackend.from_url(
         f"sqs://{unique_queue_name()}", endpoint_url=moto_server, create=True, engine=engine
@@ -595,3 +595,15 @@ def test_open_sender_engines_deliver_every_body_once(moto_server: str, engine: s
     assert outcomes == [[], [], [], []]
     assert Counter(receive_all(backend)) == Counter(bodies)
     backend.close()
+
+
+def test_auto_engine_is_fast_unless_a_proxy_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    backend = SQSBackend.from_url(AWS_URL)
+    assert backend.options.engine == "auto" and backend.engine == "fast"
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    assert backend.engine == "boto3"
+    assert SQSBackend.from_url(AWS_URL, engine="fast").engine == "fast"

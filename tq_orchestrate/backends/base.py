@@ -190,9 +190,12 @@ class Backend(ABC):
     def purge(self) -> None:
         """Delete every message, leased or not."""
 
-    def open_sender(self, concurrency: int) -> BatchSender:
-        """A sender for bulk upload; backends with a faster engine override this."""
-        return ThreadSender(self, concurrency)
+    def open_sender(self, concurrency: int | None = None) -> BatchSender:
+        """A sender for bulk upload (``None``: the backend's own default concurrency).
+
+        Backends with a faster engine override this.
+        """
+        return ThreadSender(self, concurrency or self.capabilities.upload_concurrency)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections and files. The backend is unusable afterwards."""

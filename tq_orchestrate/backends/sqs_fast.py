@@ -80,7 +80,7 @@ class FastSender:
         check_endpoint(target.endpoint_url, allow_insecure_http)
         if target.fifo and fifo_ids is None:
             raise ConfigurationError(f"FIFO queue {target.queue_url}: the fast sender needs fifo_ids")
-        if _proxy_for(target.endpoint_url):
+        if proxy_for(target.endpoint_url):
             raise ConfigurationError(
                 f"a proxy is configured for {target.endpoint_url}; the fast engine does not use proxies "
                 "(use engine='boto3')"
@@ -309,7 +309,8 @@ def _quote_path(path: str) -> str:
     return quote(path or "/", safe="/~")
 
 
-def _proxy_for(url: str) -> bool:
+def proxy_for(url: str) -> bool:
+    """True when the environment configures an HTTP(S) proxy for ``url``."""
     import urllib.request
     from urllib.parse import urlsplit
 
