@@ -607,3 +607,13 @@ def test_auto_engine_is_fast_unless_a_proxy_applies(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     assert backend.engine == "boto3"
     assert SQSBackend.from_url(AWS_URL, engine="fast").engine == "fast"
+
+
+def test_auto_engine_uses_boto3_inside_motos_in_process_mock(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    backend = SQSBackend.from_url(AWS_URL)
+    with mock_aws():
+        assert backend.engine == "boto3"

@@ -17,7 +17,8 @@ URL + options and is rebuilt in child processes):
     :class:`tq_orchestrate.backends.sqs_fast.FastSender` (own SigV4 signing and
     keep-alive HTTP/1.1; tested equal to botocore's signature and results);
     ``"auto"`` uses it unless an HTTP proxy applies to the endpoint, which only
-    boto3 supports.
+    boto3 supports, or moto's in-process ``mock_aws`` is active (it intercepts
+    botocore, not sockets).
 ``create``, ``max_receives``
     Create the queue if missing (default False); with ``max_receives`` it gets a
     ``<name>-dlq`` dead-letter queue and a redrive policy (:func:`ensure_queue_pair`).
@@ -39,6 +40,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import uuid
@@ -378,6 +380,8 @@ class SQSBackend(Backend):
 
         if proxy_for(self.target.endpoint_url):
             log.info("an HTTP proxy applies to %s: uploading with boto3", self.target.endpoint_url)
+            return "boto3"
+        if _moto_mock_active():  # moto's in-process mock intercepts botocore only
             return "boto3"
         return "fast"
 
@@ -758,6 +762,13 @@ def _delay(delay_seconds: float) -> int:
     if delay_seconds < 0 or delay_seconds > MAX_DELAY_SECONDS:
         raise ConfigurationError(f"delay_seconds={delay_seconds} must be between 0 and {MAX_DELAY_SECONDS}")
     return math.ceil(delay_seconds)
+
+
+def _moto_mock_active() -> bool:
+    """True inside moto's ``mock_aws``, which only botocore's requests can reach."""
+    models = sys.modules.get("moto.core.models")
+    stubber = getattr(models, "botocore_stubber", None)
+    return bool(getattr(stubber, "enabled", False))
 
 
 _SYSTEM_ATTRIBUTES: list[Any] = ["ApproximateReceiveCount", "SentTimestamp"]
