@@ -49,7 +49,7 @@ class TaskQueueResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     )
     upload_engine: str | None = Field(
         default=None,
-        description="SQS upload engine: 'fast' or 'boto3'; None lets the backend choose (SQS only).",
+        description="SQS upload engine: 'auto', 'fast' or 'boto3'; None: the backend's default (SQS only).",
     )
     upload_concurrency: int | None = Field(
         default=None,
