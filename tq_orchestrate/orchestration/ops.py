@@ -25,6 +25,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from .._upload import split_ranges
 from ..errors import ConfigurationError
 from .drain import Baseline
 from .resources import TaskQueueResource
@@ -77,14 +78,7 @@ def shard_ranges(total: int, shard_size: int, max_shards: int) -> list[tuple[int
     """``[start, stop)`` ranges covering ``range(total)``: at most ``max_shards``, near-equal."""
     if total <= 0:
         return []
-    count = min(max_shards, -(-total // shard_size))
-    base, extra = divmod(total, count)
-    ranges, start = [], 0
-    for i in range(count):
-        stop = start + base + (1 if i < extra else 0)
-        ranges.append((start, stop))
-        start = stop
-    return ranges
+    return split_ranges(total, min(max_shards, -(-total // shard_size)))
 
 
 @dataclass(frozen=True)
