@@ -205,12 +205,6 @@ def test_the_lagging_reader_does_fool_a_check_that_ignores_the_lag(clock: FakeTi
     assert all(c is DrainState.WAITING for _, c in states)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drain._task_name parses a dead letter's body with json.loads and catches only ValueError: "
-    "a deeply nested body (a hostile message the worker dead-lettered) raises RecursionError out of "
-    "check_drain, so the sensor errors on every tick instead of reporting the failed block",
-)
 def test_a_deeply_nested_dead_letter_is_reported_not_raised() -> None:
     from tq_orchestrate.backends.base import DeadLetter
 

@@ -20,13 +20,13 @@ the returned cursor (JSON-ready via :meth:`DrainCursor.to_dict`).
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._payload import loads
 from ..backends.base import Counts, DeadLetter
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DeserializationError
 
 SAMPLE_SIZE = 3
 """Dead letters quoted in a failure report."""
@@ -225,8 +225,8 @@ def _describe(letter: DeadLetter) -> str:
 def _task_name(body: str) -> str:
     """The task class or function a message body names, if it is a readable payload."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = loads(body)
+    except DeserializationError:  # bad JSON, non-UTF-8, nested too deeply, bad arrays
         return "unreadable"
     payload = data.get("payload", data) if isinstance(data, dict) else data
     if isinstance(payload, dict) and isinstance(payload.get("class"), str):
