@@ -25,7 +25,10 @@ class SQSContract(BackendContract):
     documents that DeleteMessage with an old handle can succeed; moto deletes)."""
 
     supports_release_all: ClassVar[bool] = False
-    stale_handle_protected: ClassVar[bool] = False
+    # Not SQS properties: an old receipt handle may still delete, and counts are
+    # approximate with no totals. Setting the tests to None leaves them uncollected.
+    test_stale_handle_cannot_delete_or_renew = None  # type: ignore[assignment]
+    test_totals_add_up = None  # type: ignore[assignment]
 
 
 class TestSQSMotoInProcess(SQSContract):
@@ -33,6 +36,7 @@ class TestSQSMotoInProcess(SQSContract):
     def backend(self, request: pytest.FixtureRequest) -> Iterator[SQSBackend]:
         request.getfixturevalue("moto_sqs")
         b = SQSBackend.from_url(f"sqs://{unique_queue_name()}", create=True, max_receives=self.max_receives)
+        assert b.call_engine == "boto3"  # moto's in-process mock only sees botocore
         yield b
         b.close()
 
@@ -47,5 +51,6 @@ class TestSQSMotoServer(SQSContract):
             create=True,
             max_receives=self.max_receives,
         )
+        assert b.call_engine == "fast"  # engine="auto": receive, delete and change_lease skip botocore
         yield b
         b.close()
