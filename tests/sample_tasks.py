@@ -77,6 +77,13 @@ class KwTask(RegisteredTask):
         RESULTS.append(dict(self._args))
 
 
+class BadInit(RegisteredTask):
+    """A task whose constructor always raises."""
+
+    def __init__(self) -> None:
+        raise ValueError("BadInit cannot start")
+
+
 @queueable
 def record(path: str, n: int, suffix: str = "") -> None:
     with open(path, "a") as f:

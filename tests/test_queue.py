@@ -169,3 +169,11 @@ def test_corrupt_message_without_dead_letter_queue_is_left_leased(
     with pytest.raises(QueueEmptyError):
         tq.lease(seconds=30)
     assert tq.counts().leased == 1  # not lost: it comes back when the lease ends
+
+
+def test_a_constructor_that_raises_hands_the_whole_receive_back(tmp_path: Path) -> None:
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False)
+    tq.backend.send_batch([tq.encode(st.PrintTask("ok")), '{"payload": {"class": "BadInit"}}'])
+    with pytest.raises(ValueError, match="cannot start"):
+        tq.lease(seconds=600, num_tasks=10)
+    assert tq.counts().visible == 2 and tq.counts().leased == 0

@@ -17,7 +17,7 @@ from ._task import Task, as_tasks, totask
 from ._upload import Progress, RetryPolicy, Uploader, upload_sharded
 from .backends import open_backend, split_scheme
 from .backends.base import Backend, Counts, DeadLetter, Message
-from .errors import ConfigurationError, DeserializationError, QueueEmptyError
+from .errors import ConfigurationError, DeserializationError, QueueEmptyError, TaskQueueError
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +192,25 @@ class TaskQueue:
         if num_tasks <= 0:
             raise ConfigurationError(f"num_tasks must be > 0, got {num_tasks}")
         tasks: list[Task] = []
-        for message in self.receive(min(num_tasks, _MAX_LEASE_BATCH), seconds, wait_sec):
+        messages = self.receive(min(num_tasks, _MAX_LEASE_BATCH), seconds, wait_sec)
+        for message in messages:
             try:
                 tasks.append(self.decode(message))
             except DeserializationError as e:
                 self._quarantine(message, e)
+            except Exception:  # a task's constructor raised: hand the whole receive back
+                self._release_quietly(messages)
+                raise
         if not tasks:
             raise QueueEmptyError(f"no task available in {self.url}")
         return tasks[0] if num_tasks == 1 else tasks
+
+    def _release_quietly(self, messages: list[Message]) -> None:
+        for message in messages:
+            try:
+                self.backend.change_lease(message.handle, 0)
+            except TaskQueueError as e:  # already dead-lettered, or the lease is gone
+                log.debug("could not release %s: %s", message.message_id, e)
 
     def _quarantine(self, message: Message, error: DeserializationError) -> None:
         log.error("corrupt message %s in %s: %s", message.message_id, self.url, error)
