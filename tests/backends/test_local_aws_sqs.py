@@ -216,7 +216,7 @@ _COUNTS_RELEASE_AS_RECEIVE = pytest.mark.xfail(
 
 
 class TestLocalAwsSqsContract(SQSContract):
-    """The backend contract against local-aws-sqs (boto3 path).
+    """The backend contract against local-aws-sqs (engine="auto": the fast worker calls).
 
     Where local-aws-sqs differs from SQS, the test is marked as an expected failure
     with the reason, so a fix on either side shows up.
@@ -247,5 +247,6 @@ class TestLocalAwsSqsContract(SQSContract):
         b = SQSBackend.from_url(
             f"sqs://{name}", endpoint_url=endpoint, create=True, max_receives=self.max_receives
         )
+        assert b.call_engine == "fast"  # engine="auto": receive, delete and change_lease skip botocore
         yield b
         b.close()

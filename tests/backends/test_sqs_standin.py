@@ -274,5 +274,6 @@ class TestStandInContract(SQSContract):
             create=True,
             max_receives=self.max_receives,
         )
+        assert b.call_engine == "fast"  # engine="auto": receive, delete and change_lease skip botocore
         yield b
         b.close()

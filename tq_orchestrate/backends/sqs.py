@@ -12,13 +12,15 @@ URL + options and is rebuilt in child processes):
 ``allow_insecure_http``
     Permit plain ``http://`` to a host that is not loopback (default False).
 ``engine``
-    ``"auto"`` (default), ``"fast"`` or ``"boto3"``: the upload engine
-    :meth:`SQSBackend.open_sender` returns. ``"fast"`` is
-    :class:`tq_orchestrate.backends.sqs_fast.FastSender` (own SigV4 signing and
-    keep-alive HTTP/1.1; tested equal to botocore's signature and results);
-    ``"auto"`` uses it unless an HTTP proxy applies to the endpoint, which only
-    boto3 supports, or moto's in-process ``mock_aws`` is active (it intercepts
-    botocore, not sockets).
+    ``"auto"`` (default), ``"fast"`` or ``"boto3"``: how uploads and the worker's
+    calls reach SQS. ``"fast"`` uploads with
+    :class:`tq_orchestrate.backends.sqs_fast.FastSender` and makes
+    ``ReceiveMessage``, ``DeleteMessageBatch`` and ``ChangeMessageVisibility``
+    with :class:`tq_orchestrate.backends.sqs_fast.FastClient` (own SigV4 signing
+    and keep-alive HTTP/1.1; tested equal to botocore's signature, requests and
+    results); everything else goes through botocore. ``"auto"`` uses it unless an
+    HTTP proxy applies to the endpoint, which only boto3 supports, or moto's
+    in-process ``mock_aws`` is active (it intercepts botocore, not sockets).
 ``create``, ``max_receives``
     Create the queue if missing (default False); with ``max_receives`` it gets a
     ``<name>-dlq`` dead-letter queue and a redrive policy (:func:`ensure_queue_pair`).
@@ -47,7 +49,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import botocore.exceptions
 from botocore.parsers import ResponseParserError
@@ -62,6 +64,9 @@ from ._aws import (
     resolve_settings,
 )
 from .base import Backend, BatchSender, Capabilities, Counts, DeadLetter, EntryFailure, Message, ThreadSender
+
+if TYPE_CHECKING:
+    from .sqs_fast import FastClient
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,8 @@ _LEASE_LOST = frozenset(
 _PURGE_BUSY = frozenset({"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"})
 _THROTTLED = RETRYABLE_ERROR_CODES
 _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
+_FAST_OPERATIONS = frozenset({"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibility"})
+"""Operations the fast engine makes without botocore (the worker's hot path)."""
 _MEMO_MAX_MESSAGES = 1024
 _ERRORS_MAX = 10_000
 ERROR_MAX_CHARS = 4096
@@ -193,6 +200,7 @@ class SQSBackend(Backend):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._conn: _Connection | None = None
+        self._fast: tuple[int, FastClient | None] | None = None  # (pid, client or None for boto3)
         self._dlq_urls: dict[str, str] = {}
         self._memo: OrderedDict[str, Message] = OrderedDict()
         self._memo_chars = 0
@@ -285,8 +293,23 @@ class SQSBackend(Backend):
             raise _translate(e, operation, name) from e
 
     def _call(self, operation: str, queue_url: str | None = None, **params: Any) -> dict[str, Any]:
-        """Run one SQS operation on this queue (or ``queue_url``), translating errors."""
+        """Run one SQS operation on this queue (or ``queue_url``), translating errors.
+
+        With the fast engine the worker's operations (``_FAST_OPERATIONS``) skip
+        botocore: same parameters, same result dictionaries, same errors.
+        """
         conn = self._connection()
+        if operation in _FAST_OPERATIONS:
+            fast = self._fast_client(conn)
+            if fast is not None:
+                try:
+                    return fast.call(
+                        operation,
+                        {"QueueUrl": queue_url or conn.queue_url, **params},
+                        wait_seconds=params.get("WaitTimeSeconds", 0),
+                    )
+                except _BOTO_ERRORS as e:
+                    raise _translate(e, operation, self.address.name) from e
         method = getattr(conn.client, _snake(operation))
         try:
             result: dict[str, Any] = method(QueueUrl=queue_url or conn.queue_url, **params)
@@ -294,14 +317,45 @@ class SQSBackend(Backend):
             raise _translate(e, operation, self.address.name) from e
         return result
 
+    @property
+    def call_engine(self) -> str:
+        """``"fast"`` or ``"boto3"``: what makes this process's receive, delete and
+        change_lease calls (the :attr:`engine`, resolved once per process)."""
+        return "boto3" if self._fast_client(self._connection()) is None else "fast"
+
+    def _fast_client(self, conn: _Connection) -> FastClient | None:
+        """This process's FastClient when the engine resolves to ``"fast"``, else None."""
+        pid = os.getpid()
+        fast = self._fast
+        if fast is not None and fast[0] == pid:
+            return fast[1]
+        client = None
+        if self.engine == "fast":
+            from .sqs_fast import FastClient
+
+            client = FastClient(
+                conn.settings.target(conn.queue_url, conn.client.meta.endpoint_url),
+                allow_insecure_http=self.options.allow_insecure_http,
+                max_attempts=self.options.max_attempts,
+            )
+        with self._lock:
+            fast = self._fast
+            if fast is not None and fast[0] == pid:  # another thread was first
+                return fast[1]
+            self._fast = (pid, client)
+        return client
+
     def close(self) -> None:
         """Close the client's connections; a later call reconnects."""
         with self._lock:
             conn, self._conn = self._conn, None
+            fast, self._fast = self._fast, None
             self._memo.clear()
             self._memo_chars = 0
         if conn is not None and conn.pid == os.getpid():
             conn.client.close()
+        if fast is not None and fast[1] is not None and fast[0] == os.getpid():
+            fast[1].close()
 
     # -- sending ------------------------------------------------------------------
 
@@ -419,7 +473,7 @@ class SQSBackend(Backend):
             AttributeNames=_SYSTEM_ATTRIBUTES,
             MessageAttributeNames=_ATTRIBUTES,
         )
-        return list(response.get("Messages", []))
+        return [m for m in response.get("Messages", []) if _body_intact(m, self.address.name)]
 
     def delete(self, handles: Sequence[str]) -> int:
         """DeleteMessageBatch in chunks of 10; return how many SQS confirmed."""
@@ -776,6 +830,21 @@ _SYSTEM_ATTRIBUTES: list[Any] = ["ApproximateReceiveCount", "SentTimestamp"]
 
 def _lease(lease_seconds: float) -> int:
     return min(MAX_LEASE_SECONDS, max(0, math.ceil(lease_seconds)))
+
+
+def _body_intact(raw: dict[str, Any], queue: str) -> bool:
+    """False (and a warning) when ``MD5OfBody`` is given and does not match the body.
+
+    The damaged copy is skipped: the message stays in SQS and is received again
+    when the lease ends.
+    """
+    md5 = raw.get("MD5OfBody")
+    if md5 is None or md5 == hashlib.md5(raw["Body"].encode(), usedforsecurity=False).hexdigest():
+        return True
+    log.warning(
+        "queue %s: message %s arrived damaged (MD5OfBody mismatch); skipped", queue, raw.get("MessageId")
+    )
+    return False
 
 
 def _message(raw: dict[str, Any]) -> Message:

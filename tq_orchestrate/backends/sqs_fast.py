@@ -1,4 +1,7 @@
-"""The fast SQS upload path: pre-built AWS JSON 1.0 requests, own SigV4, keep-alive HTTP/1.1.
+"""The fast SQS path: pre-built AWS JSON 1.0 requests, own SigV4, keep-alive HTTP/1.1.
+
+:class:`FastSender` uploads; :class:`FastClient` makes the blocking calls of a
+worker (receive, delete, change visibility) the same way, one connection per thread.
 
 botocore spends about 1.6 ms of CPU per ``SendMessageBatch``; this sender
 spends a small fraction of that by building the request body with string
@@ -26,15 +29,17 @@ import json
 import logging
 import math
 import os
+import random
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ConfigurationError
 from ._aws import RETRYABLE_ERROR_CODES, check_endpoint
-from ._http11 import HttpPool, HttpResponse, TransportError
+from ._http11 import BlockingConnection, HttpPool, HttpResponse, TransportError
 from ._sigv4 import FrozenCredentials, SigV4Signer, amz_date
 from .base import EntryFailure, SendOutcome
 
@@ -43,7 +48,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_CONCURRENCY", "FastSender", "parse_batch_response", "sqs_error"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "FastClient",
+    "FastSender",
+    "botocore_error",
+    "parse_batch_response",
+    "sqs_error",
+]
 
 DEFAULT_CONCURRENCY = 128
 """Requests in flight per process: enough to hide ~20 ms round trips."""
@@ -320,3 +332,192 @@ def proxy_for(url: str) -> bool:
     if parts.scheme not in proxies:
         return False
     return not urllib.request.proxy_bypass(host)
+
+
+class FastClient:
+    """Blocking SQS calls (AWS JSON 1.0) without botocore: one keep-alive connection per thread.
+
+    :meth:`call` takes and returns the same dictionaries as botocore's client
+    method (for operations whose shapes are plain strings, numbers, lists and
+    maps), so :class:`~tq_orchestrate.backends.sqs.SQSBackend` translates its
+    errors the same way: an error response raises ``botocore``'s ``ClientError``
+    with the ``Error`` fields botocore's parser would produce; a response that
+    never came (or cannot be read) raises a retryable ``BackendError``.
+
+    Like botocore's ``standard`` retry mode, a call is tried up to
+    ``max_attempts`` times while it fails with a transport error, HTTP 5xx or
+    429, or a throttling code, sleeping a random backoff up to 1, 2, 4... s
+    (at most 20 s) in between, and signed afresh each time (credentials are
+    fetched before every request, so refreshable credentials stay fresh).
+
+    Thread-safe: each thread uses its own connection. After ``fork`` the child
+    opens its own connections (the parent's are never used or shut down).
+    """
+
+    def __init__(
+        self,
+        target: AwsTarget,
+        *,
+        allow_insecure_http: bool = False,
+        max_attempts: int = 5,
+        connect_timeout_seconds: float = 10.0,
+        read_timeout_seconds: float = 60.0,
+    ) -> None:
+        check_endpoint(target.endpoint_url, allow_insecure_http)
+        if proxy_for(target.endpoint_url):
+            raise ConfigurationError(
+                f"a proxy is configured for {target.endpoint_url}; the fast engine does not use proxies "
+                "(use engine='boto3')"
+            )
+        self.queue_url = target.queue_url
+        self.queue_name = target.queue_name
+        self.max_attempts = max(1, max_attempts)
+        self.read_timeout_seconds = read_timeout_seconds
+        self._credentials: CredentialsProvider = target.frozen_credentials
+        self._signer = SigV4Signer(
+            service="sqs", region=target.region, host=target.host_header, path=_quote_path(target.path)
+        )
+        self._head = (
+            f"POST {self._signer.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+            f"Content-Type: {CONTENT_TYPE}\r\nUser-Agent: tq-orchestrate\r\n"
+        )
+        self._tls = _tls_context(target.ca_bundle) if target.scheme == "https" else None
+        self._host, self._port = target.hostname, target.port
+        self._connect_timeout = connect_timeout_seconds
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._connections: list[BlockingConnection] = []
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections opened by this process so far (reconnects included)."""
+        with self._lock:
+            return sum(c.connections_opened for c in self._connections)
+
+    def call(self, operation: str, params: dict[str, Any], wait_seconds: float = 0) -> dict[str, Any]:
+        """Run ``AmazonSQS.<operation>`` with ``params``; return the decoded response.
+
+        ``wait_seconds`` is a long poll's ``WaitTimeSeconds``: the read timeout is
+        that plus ``read_timeout_seconds``.
+        """
+        body = json.dumps(params, separators=(",", ":")).encode("ascii")
+        timeout = self.read_timeout_seconds + max(0.0, wait_seconds)
+        attempt = 1
+        while True:
+            try:
+                return self._once(operation, body, timeout)
+            except Exception as e:
+                if attempt >= self.max_attempts or not _retryable(e):
+                    raise
+                log.debug("%s attempt %d failed (%s); retrying", operation, attempt, type(e).__name__)
+            time.sleep(random.random() * min(20.0, 2.0 ** (attempt - 1)))
+            attempt += 1
+
+    def close(self) -> None:
+        """Close every connection of this process; a later call reconnects."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+            self._local = threading.local()
+        if self._pid == os.getpid():
+            for conn in connections:
+                conn.close()
+
+    def _once(self, operation: str, body: bytes, timeout: float) -> dict[str, Any]:
+        target = "AmazonSQS." + operation
+        try:
+            creds = self._credentials()
+        except ConfigurationError:
+            raise
+        except Exception as e:  # e.g. refreshing temporary credentials failed
+            raise BackendError(
+                f"{operation}: cannot get AWS credentials: {type(e).__name__}",
+                queue=self.queue_name,
+                retryable=True,
+            ) from e
+        frozen = FrozenCredentials(creds.access_key, creds.secret_key, creds.token)
+        signed = self._signer.sign(
+            body=body, content_type=CONTENT_TYPE, target=target, credentials=frozen, timestamp=amz_date()
+        )
+        request = (
+            f"{self._head}X-Amz-Target: {target}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in signed)
+            + f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1") + body
+        try:
+            response = self._connection().request(request, timeout)
+        except TransportError as e:
+            raise BackendError(f"{operation} failed: {e}", queue=self.queue_name, retryable=True) from e
+        if response.status == 200:
+            try:
+                data = json.loads(response.body) if response.body.strip() else {}
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as e:
+                raise BackendError(
+                    f"{operation} failed: unreadable response (HTTP 200): {e}",
+                    queue=self.queue_name,
+                    retryable=True,
+                ) from e
+            return data
+        from botocore.exceptions import ClientError
+
+        raise ClientError(botocore_error(response), operation)  # type: ignore[arg-type]
+
+    def _connection(self) -> BlockingConnection:
+        if self._pid != os.getpid():  # forked: never touch the parent's sockets
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    self._local = threading.local()
+                    self._connections = []
+        local = self._local
+        conn: BlockingConnection | None = getattr(local, "conn", None)
+        if conn is None:
+            conn = BlockingConnection(
+                self._host, self._port, ssl_context=self._tls, connect_timeout_seconds=self._connect_timeout
+            )
+            with self._lock:
+                self._connections.append(conn)
+            local.conn = conn
+        return conn
+
+
+def botocore_error(response: HttpResponse) -> dict[str, Any]:
+    """The ``ClientError`` response botocore's JSON parser builds for an SQS error response.
+
+    ``Code`` is the query-compatible code of the ``x-amzn-query-error`` header
+    when there is one (``QueryErrorCode`` then holds the JSON ``__type``).
+    """
+    try:
+        data = json.loads(response.body) if response.body.strip() else {}
+        if not isinstance(data, dict):
+            data = {}
+    except ValueError:
+        data = {"message": response.body[:200].decode("utf-8", "replace")}
+    error: dict[str, Any] = {"Message": str(data.get("message", data.get("Message", "")))}
+    code = str(data.get("__type") or response.status)
+    code = code.split(":", 1)[0].rsplit("#", 1)[-1]
+    query = response.headers.get("x-amzn-query-error", "").split(";")
+    if len(query) == 2 and query[0]:
+        error["QueryErrorCode"] = code
+        error["Type"] = query[1]
+        code = query[0]
+    error["Code"] = code
+    metadata: dict[str, Any] = {"HTTPStatusCode": response.status, "HTTPHeaders": response.headers}
+    if "x-amzn-requestid" in response.headers:
+        metadata["RequestId"] = response.headers["x-amzn-requestid"]
+    return {"Error": error, "ResponseMetadata": metadata}
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, BackendError):
+        return error.retryable
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        codes = {info.get("Code"), info.get("QueryErrorCode")}
+        return status >= 500 or status == 429 or bool(codes & RETRYABLE_ERROR_CODES)
+    return False
