@@ -41,7 +41,7 @@ from tq_orchestrate import TaskQueue
 from tq_orchestrate._backoff import Backoff, retry_delay
 from tq_orchestrate._heartbeat import Heartbeat
 from tq_orchestrate.backends.memory import MemoryBackend
-from tq_orchestrate.errors import BackendError, ConfigurationError, LeaseLostError
+from tq_orchestrate.errors import BackendError, ConfigurationError, LeaseLostError, QueueNotFoundError
 from tq_orchestrate.worker import StopFlag, Worker, WorkerOptions, body_task_name, handle_signals, poll
 
 
@@ -441,6 +441,197 @@ def test_a_retryable_delete_error_is_retried(tmp_path: Path) -> None:
     assert tq.counts().completed == 1 and lines(out) == ["a"]
 
 
+def retryable_outage(n: int) -> BaseException | None:
+    return BackendError("DeleteMessageBatch failed: EndpointConnectionError", retryable=True)
+
+
+def is_subsequence(small: list[float], big: list[float]) -> bool:
+    it = iter(big)
+    return all(any(x == y for y in it) for x in small)
+
+
+def test_a_delete_failing_through_an_outage_is_retried_after_backoffs_and_the_worker_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(3)])
+    # three rounds of 4 quick attempts fail, the fourth round gets through
+    flaky = FaultyQueue(tq, {"delete": lambda n: retryable_outage(n) if n <= 12 else None})
+    fake = FakeTime()
+    options = WorkerOptions(num_tasks=10, burst_seconds=0, backoff_jitter=False, heartbeat=False)
+    with caplog.at_level(logging.WARNING, logger="tq_orchestrate.worker"):
+        stats = Worker(flaky, options, sleep=fake.sleep, clock=fake.clock).run()
+    assert flaky.calls["delete"] == 13
+    assert (stats.executed, stats.undeleted, stats.lease_lost) == (3, 0, 0)
+    assert sorted(lines(out)) == ["0", "1", "2"]  # each ran once
+    counts = tq.counts()
+    assert (counts.pending, counts.completed) == (0, 3)
+    assert is_subsequence([1, 2, 4], fake.sleeps)  # the worker's backoff between rounds
+    warned = [r.getMessage() for r in caplog.records if "could not delete" in r.getMessage()]
+    assert [w.split("(attempt ")[1][:6] for w in warned] == ["1 of 8", "2 of 8", "3 of 8"]
+    assert "EndpointConnectionError" in warned[0]
+
+
+def test_a_delete_that_keeps_failing_is_given_up_and_the_task_runs_again_after_its_lease(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(2)])
+    flaky = FaultyQueue(tq, {"delete": retryable_outage})
+    after: list[str] = []
+    fake = FakeTime()
+    options = WorkerOptions(
+        num_tasks=10,
+        burst_seconds=0,
+        delete_attempts=3,
+        heartbeat=False,
+        after_fn=lambda t: after.append(t.text),
+    )
+    with caplog.at_level(logging.INFO, logger="tq_orchestrate.worker"):
+        stats = Worker(flaky, options, sleep=fake.sleep, clock=fake.clock).run()
+    assert flaky.calls["delete"] == 3 * 4
+    assert (stats.executed, stats.undeleted, stats.stop_reason) == (2, 2, "queue empty (burst)")
+    assert sorted(after) == ["0", "1"]
+    events = [r.task_event for r in caplog.records if hasattr(r, "task_event")]
+    assert [e["outcome"] for e in events] == ["delete_failed", "delete_failed"]
+    assert any("gave up deleting 2 executed tasks after 3 attempts" in r.getMessage() for r in caplog.records)
+    assert tq.counts().leased == 2  # not lost: still leased, and back once the lease ends
+    assert tq.release_all() == 2  # as if their lease ran out
+    assert poll(tq, burst_seconds=0) == 2
+    assert sorted(lines(out)) == ["0", "0", "1", "1"]  # at least once
+    assert tq.counts().pending == 0
+
+
+def test_a_task_that_comes_back_while_its_delete_is_pending_is_deleted_not_run_again(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(3)])
+    # two rounds fail; meanwhile the leases run out and the tasks come back to this worker
+    flaky = FaultyQueue(tq, {"delete": lambda n: retryable_outage(n) if n <= 8 else None})
+    fake = FakeTime(on_sleep=lambda n: None)
+    released: list[int] = []
+
+    def on_sleep(n: int) -> None:
+        if not released and flaky.calls.get("delete", 0) == 4:  # first backoff after the first round
+            released.append(tq.release_all())
+
+    fake.on_sleep = on_sleep
+    options = WorkerOptions(num_tasks=10, burst_seconds=0, backoff_jitter=False, heartbeat=False)
+    stats = Worker(flaky, options, sleep=fake.sleep, clock=fake.clock).run()
+    assert released == [3]
+    assert sorted(lines(out)) == ["0", "1", "2"]  # never run twice by this worker
+    assert (stats.executed, stats.undeleted, stats.lease_lost) == (3, 0, 0)
+    counts = tq.counts()
+    assert (counts.pending, counts.completed) == (0, 3)
+
+
+def test_a_pending_delete_gets_a_last_round_when_the_worker_stops(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), "a")])
+    flaky = FaultyQueue(tq, {"delete": lambda n: retryable_outage(n) if n <= 4 else None})
+    fake = FakeTime()
+    stats = Worker(flaky, WorkerOptions(max_loops=1, heartbeat=False), sleep=fake.sleep).run()
+    assert flaky.calls["delete"] == 5 and stats.undeleted == 0
+    assert tq.counts().completed == 1
+
+
+def test_the_short_retries_of_a_call_still_wait_while_the_worker_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), "a")])
+    waited: list[float] = []
+    monkeypatch.setattr("tq_orchestrate.worker.time.sleep", waited.append)
+    flaky = FaultyQueue(tq, {"delete": lambda n: retryable_outage(n) if n == 1 else None})
+    stop = StopFlag()
+    stats = Worker(flaky, WorkerOptions(before_fn=lambda t: stop.set("test")), stop=stop).run()
+    assert stats.executed == 1 and tq.counts().completed == 1
+    assert len(waited) == 1 and waited[0] >= 0  # the stop flag did not cut the retry's wait
+
+
+def test_on_sqs_a_background_delete_failing_for_a_while_is_retried(moto_sqs: None, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = TaskQueue(f"sqs://{unique_queue_name('worker')}", progress=False, create=True)
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(12)])
+    flaky = FaultyQueue(tq, {"delete": lambda n: retryable_outage(n) if 2 <= n <= 9 else None})
+    fake = FakeTime()
+    options = WorkerOptions(num_tasks=10, burst_seconds=0, backoff_jitter=False, heartbeat=False)
+    stats = Worker(flaky, options, sleep=fake.sleep, clock=fake.clock).run()
+    assert (stats.executed, stats.undeleted) == (12, 0)
+    assert sorted(lines(out), key=int) == [str(i) for i in range(12)]
+    assert tq.counts().pending == 0
+
+
+def test_a_connection_error_in_receive_backs_off(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), "a")])
+    flaky = FaultyQueue(tq, {"receive": lambda n: ConnectionRefusedError(111, "refused") if n <= 2 else None})
+    fake = FakeTime()
+    stats = Worker(flaky, WorkerOptions(burst_seconds=0, backoff_jitter=False), sleep=fake.sleep).run()
+    assert stats.executed == 1 and fake.sleeps == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BackendError("DeleteMessageBatch failed: AccessDenied: not allowed (HTTP 403)", retryable=False),
+        QueueNotFoundError("q", "DeleteMessageBatch: the queue was deleted"),
+    ],
+)
+def test_a_delete_error_no_retry_cures_stops_the_worker_at_once(tmp_path: Path, error: BaseException) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), str(i)) for i in range(3)])
+    broken = FaultyQueue(tq, {"delete": lambda n: error})
+    with pytest.raises(type(error)):
+        Worker(broken, WorkerOptions(num_tasks=10, burst_seconds=0), sleep=FakeTime().sleep).run()
+    assert broken.calls["delete"] == 1  # not retried
+    assert tq.counts().leased == 3  # executed, not deleted: they run again after their lease
+
+
+def test_releasing_a_failed_task_retries_a_transient_error_and_stops_on_a_fatal_one(tmp_path: Path) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerFailTask(str(tmp_path / "o"), "x")])
+    flaky = FaultyQueue(tq, {"release": lambda n: ConnectionResetError("reset") if n == 1 else None})
+    stats = Worker(flaky, WorkerOptions(max_loops=1, retry_delay_seconds=0), sleep=FakeTime().sleep).run()
+    assert stats.failed == 1 and flaky.calls["release"] == 2
+    counts = tq.counts()
+    assert (counts.visible, counts.leased) == (1, 0)  # the second try released it
+    tq2 = mem_queue()
+    tq2.insert([WorkerFailTask(str(tmp_path / "o"), "y")])
+    denied = BackendError("ChangeMessageVisibility failed: AccessDenied (HTTP 403)", retryable=False)
+    broken = FaultyQueue(tq2, {"release": lambda n: denied})
+    with pytest.raises(BackendError, match="AccessDenied"):
+        Worker(broken, WorkerOptions(burst_seconds=0), sleep=FakeTime().sleep).run()
+    lost = FaultyQueue(tq2, {"release": lambda n: LeaseLostError("lease expired")})
+    tq2.release_all()
+    stats = Worker(lost, WorkerOptions(max_loops=1), sleep=FakeTime().sleep).run()
+    assert stats.failed == 1 and lost.calls["release"] == 1  # a lost lease is no reason to stop
+
+
+def test_a_renewal_error_no_retry_cures_stops_the_worker_after_the_task_in_hand(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(3)])
+    failed = threading.Event()
+
+    def renew_fault(n: int) -> BaseException:
+        failed.set()
+        return QueueNotFoundError("q", "ChangeMessageVisibility: the queue was deleted")
+
+    broken = FaultyQueue(tq, {"renew": renew_fault})
+    # lease 0.3 s: the heartbeat renews within 0.1 s; the first task waits for it
+    options = WorkerOptions(num_tasks=10, lease_seconds=0.3, before_fn=lambda t: failed.wait(30))
+    with pytest.raises(QueueNotFoundError, match="deleted"):
+        Worker(broken, options).run()
+    assert failed.is_set()
+    assert len(lines(out)) == 1  # only the task in hand ran; the others were handed back
+    assert tq.counts().completed == 1
+
+
 # -- stopping -------------------------------------------------------------------------
 
 
@@ -608,7 +799,83 @@ def test_a_lease_that_cannot_be_renewed_is_reported(tmp_path: Path, caplog: pyte
     broken = FaultyQueue(tq, {"renew": lambda n: LeaseLostError("lease taken by another worker")})
     with caplog.at_level(logging.WARNING, logger="tq_orchestrate.worker"):
         Worker(broken, WorkerOptions(lease_seconds=0.6, burst_seconds=0)).run()
-    assert any("could not be renewed" in r.getMessage() for r in caplog.records)
+    assert any(
+        "could not be renewed (lease taken by another worker)" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_heartbeat_renews_a_lease_shorter_than_a_second() -> None:
+    fake = FakeTime()
+    renew = Renewals()
+    lost: list[str] = []
+    hb = Heartbeat(renew, 0.3, clock=fake.clock, on_lost=lambda h, r: lost.append(r))
+    hb.add(["a"])
+    fake.now += 0.1
+    hb.beat()
+    assert renew.calls == [("a", pytest.approx(0.3))] and lost == []
+
+
+def test_heartbeat_survives_any_renewal_error_and_reports_fatal_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeTime()
+    errors: dict[str, BaseException] = {
+        "reset": ConnectionResetError("connection reset by peer"),
+        "bug": RuntimeError("unexpected"),
+        "gone": QueueNotFoundError("q", "deleted"),
+    }
+    renew = Renewals(lambda handle, n: errors.get(handle))
+    lost: list[tuple[str, str]] = []
+    fatal: list[BaseException] = []
+    hb = Heartbeat(
+        renew, 3, clock=fake.clock, on_lost=lambda h, r: lost.append((h, r)), on_fatal=fatal.append
+    )
+    hb.add(["reset", "bug", "gone", "fine"])
+    fake.now += 1
+    with caplog.at_level(logging.WARNING, logger="tq_orchestrate.worker"):
+        hb.beat()
+    assert sorted(h for h, _ in lost) == ["bug", "gone"]
+    assert dict(lost)["bug"] == "RuntimeError: unexpected"
+    assert fatal == [errors["gone"]]
+    assert sorted(hb.tracked()) == ["fine", "reset"] and hb.renewals == 1
+    assert any(
+        "could not renew 1 of 4 leases (ConnectionResetError" in r.getMessage() for r in caplog.records
+    )
+    del errors["reset"]  # the connection is back
+    fake.now += 1
+    hb.beat()
+    assert hb.renewals == 3 and sorted(hb.tracked()) == ["fine", "reset"]  # both due again, both renewed
+
+
+def test_heartbeat_discard_waits_for_a_renewal_under_way() -> None:
+    fake = FakeTime()
+    started, finish = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def renew(handle: str, seconds: float) -> None:
+        started.set()
+        finish.wait(30)
+        order.append("renewed")
+
+    hb = Heartbeat(renew, 3, clock=fake.clock)
+    hb.add(["a"])
+    fake.now += 1
+    beat = threading.Thread(target=hb.beat)
+    beat.start()
+    assert started.wait(30)
+
+    def discard() -> None:
+        hb.discard("a")
+        order.append("discarded")
+
+    t = threading.Thread(target=discard)
+    t.start()
+    t.join(0.2)
+    assert t.is_alive() and order == []  # still waiting: a release now could be undone by the renewal
+    finish.set()
+    t.join(30)
+    beat.join(30)
+    assert order == ["renewed", "discarded"] and hb.tracked() == []
 
 
 # -- a network backend: deletes overlap the next receive ---------------------------------

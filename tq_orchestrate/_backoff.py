@@ -6,13 +6,21 @@
   workers do not poll in step); :meth:`Backoff.reset` after work.
 * :func:`retry_delay`: how long a task that raised stays invisible before it
   is offered again, growing with the number of times it was received.
+* :func:`call_retrying`: the short in-place retry of one backend call through a
+  transient error (:func:`is_transient`); :func:`is_fatal` names the errors no
+  retry will cure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tenacity
 
-from .errors import ConfigurationError
+from .errors import BackendError, ConfigurationError, LeaseLostError, QueueNotFoundError
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+"""Built-in errors of a connection that may work again (besides a retryable BackendError)."""
 
 
 def _state(attempt: int) -> tenacity.RetryCallState:
@@ -83,3 +91,43 @@ def retry_delay(receive_count: int, initial_seconds: float, max_seconds: float) 
         return 0.0
     wait = tenacity.wait_exponential(multiplier=initial_seconds, max=max(initial_seconds, max_seconds))
     return float(wait(_state(receive_count)))
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether the same backend call may succeed later (retryable BackendError, connection error)."""
+    if isinstance(error, BackendError):
+        return error.retryable
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Whether a backend error means the queue cannot be worked (gone, access denied...).
+
+    A lost lease is not fatal: it concerns one task.
+    """
+    if isinstance(error, QueueNotFoundError):
+        return True
+    return isinstance(error, BackendError) and not error.retryable and not isinstance(error, LeaseLostError)
+
+
+def call_retrying(
+    sleep: Callable[[float], None],
+    *,
+    attempts: int = 4,
+    initial_seconds: float = 0.2,
+    max_seconds: float = 5.0,
+) -> tenacity.Retrying:
+    """A policy retrying one call ``attempts`` times in all through transient errors.
+
+    Waits are random and exponential (``initial * 2**n``, capped at ``max_seconds``),
+    spent in ``sleep``; the last error is re-raised.
+    """
+    if attempts < 1:
+        raise ConfigurationError(f"attempts must be >= 1, got {attempts!r}")
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_random_exponential(multiplier=initial_seconds, max=max_seconds),
+        retry=tenacity.retry_if_exception(is_transient),
+        sleep=sleep,
+        reraise=True,
+    )

@@ -19,6 +19,15 @@ What the loop guarantees:
   (:class:`~tq_orchestrate.errors.UnsafeTaskError`) is treated as a failed
   task instead: another worker started with the right ``--import`` may run it;
 * leases of held tasks are renewed by a heartbeat thread;
+* a transient backend error (a retryable
+  :class:`~tq_orchestrate.errors.BackendError`, a connection error) in
+  receive, delete, release or renew is logged and retried after a backoff; the
+  worker goes on. An executed task whose delete keeps failing is kept, with its
+  handle, and its delete retried in later rounds (``delete_attempts`` in all,
+  spaced by the backoff; it is deleted, not run again, if it comes back to this
+  worker meanwhile), then given up: it runs again after its lease (at least
+  once). An error no retry cures (the queue was deleted, access denied) stops
+  the worker and is raised from :meth:`Worker.run`;
 * the first stop signal lets the task in hand finish and be deleted, releases
   the tasks leased but not started, and returns; the second one raises
   (KeyboardInterrupt for SIGINT, ``SystemExit(128 + signum)`` otherwise) after a
@@ -45,9 +54,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
-import tenacity
-
-from ._backoff import Backoff, retry_delay
+from ._backoff import TRANSIENT_ERRORS, Backoff, call_retrying, is_fatal, is_transient, retry_delay
 from ._heartbeat import Heartbeat
 from .backends.base import Backend, Message
 from .errors import (
@@ -86,6 +93,7 @@ LOG_BODY_CHARS = 4096
 """Message bodies in log lines are cut to this many characters (dead letters keep them whole)."""
 
 _STOP_FN_ARGS = ("executed", "tries", "previous_execution_time", "elapsed_time")
+_BACKEND_ERRORS: tuple[type[BaseException], ...] = (TaskQueueError, *TRANSIENT_ERRORS)
 
 
 class WorkQueue(Protocol):
@@ -128,6 +136,9 @@ class WorkerOptions:
     """Delay before a failed task is offered again, doubled per receive..."""
     max_retry_delay_seconds: float = 300.0
     """...up to this."""
+    delete_attempts: int = 8
+    """Rounds of deleting an executed task through transient errors before giving up
+    on it (it then runs again after its lease); rounds are spaced by the backoff."""
     execute_args: Sequence[Any] = ()
     execute_kwargs: dict[str, Any] = field(default_factory=dict)
     stop_fn: Callable[..., Any] | None = None
@@ -143,6 +154,10 @@ class WorkerOptions:
         for name in ("wait_seconds", "retry_delay_seconds", "max_retry_delay_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if isinstance(self.delete_attempts, bool) or not (
+            isinstance(self.delete_attempts, int) and self.delete_attempts >= 1
+        ):
+            raise ConfigurationError(f"delete_attempts must be an integer >= 1, got {self.delete_attempts!r}")
         for name in ("burst_seconds", "max_tasks", "max_seconds", "max_loops"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -163,6 +178,8 @@ class WorkerStats:
     failed: int = 0
     corrupt: int = 0
     lease_lost: int = 0
+    undeleted: int = 0
+    """Executed tasks whose delete still failed after ``delete_attempts`` rounds (they run again)."""
     released: int = 0
     """Leased tasks handed back unstarted when the worker stopped."""
     loops: int = 0
@@ -268,15 +285,28 @@ class _Done:
     task: Any
     seconds: float
     at: float
+    attempts: int = 0
+    """Delete rounds that failed with a transient error."""
+
+
+@dataclass(slots=True)
+class _Deletion:
+    """What one delete call came to."""
+
+    deleted: int = 0
+    failed: list[str] = field(default_factory=list)
+    """Handles whose delete failed with a transient error (to retry)."""
+    error: BaseException | None = None
 
 
 class Worker:
     """One worker loop over ``queue``. Build it, then call :meth:`run` once.
 
-    ``sleep`` (default: the stop flag's interruptible wait) and ``clock``
-    (default: ``time.monotonic``) are injectable so backoff and time limits can
-    be tested without waiting. ``say`` receives human progress lines
-    (``print`` for ``poll(verbose=True)``).
+    ``sleep`` (default: the stop flag's interruptible wait; the short retries of
+    one backend call use ``time.sleep`` then, so they still wait while stopping)
+    and ``clock`` (default: ``time.monotonic``) are injectable so backoff and
+    time limits can be tested without waiting. ``say`` receives human progress
+    lines (``print`` for ``poll(verbose=True)``).
     """
 
     def __init__(
@@ -293,6 +323,7 @@ class Worker:
         self.options = options or WorkerOptions()
         self.stop = stop or StopFlag()
         self._sleep = sleep or self.stop.wait
+        self._retry_wait: Callable[[float], object] = sleep or time.sleep
         self._clock = clock or time.monotonic
         self._say = say
         o = self.options
@@ -303,23 +334,21 @@ class Worker:
         self._done: list[_Done] = []
         self._heartbeat: Heartbeat | None = None
         self._delete_pool: ThreadPoolExecutor | None = None
-        self._deleting: tuple[list[_Done], set[str], Future[int]] | None = None
+        self._deleting: tuple[list[_Done], set[str], Future[_Deletion]] | None = None
+        self._pending: dict[str, _Done] = {}
+        """Executed tasks whose delete failed transiently, by message id."""
+        self._fatal: BaseException | None = None
+        """An error no retry cures, met by the heartbeat thread."""
         self._started_at = 0.0
         self._tasks_started = 0
         self._tries = 0
         self._previous_seconds = 0.0
         self._empty_since: float | None = None
         self._back_off = False
-        self._delete_retry = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(4),
-            wait=tenacity.wait_random_exponential(multiplier=0.2, max=5),
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
-            sleep=self._retry_sleep,
-            reraise=True,
-        )
+        self._retrying = call_retrying(self._retry_sleep)
 
     def _retry_sleep(self, seconds: float) -> None:
-        self._sleep(seconds)
+        self._retry_wait(seconds)
 
     # -- the loop -----------------------------------------------------------
 
@@ -336,15 +365,18 @@ class Worker:
                     self._iterate()
             finally:
                 self._finish()
+        if self._fatal is not None:
+            raise self._fatal
         if self.stats.stop_reason == "" and self.stop.is_set():
             self.stats.stop_reason = f"stop requested ({self.stop.reason})"
         log.info(
-            "worker stopped (%s): %d executed, %d failed, %d corrupt, %d released",
+            "worker stopped (%s): %d executed, %d failed, %d corrupt, %d released%s",
             self.stats.stop_reason or "done",
             self.stats.executed,
             self.stats.failed,
             self.stats.corrupt,
             self.stats.released,
+            f", {self.stats.undeleted} not deleted" if self.stats.undeleted else "",
         )
         return self.stats
 
@@ -361,7 +393,11 @@ class Worker:
         except AttributeError:
             cap = 12 * 3600.0
         return Heartbeat(
-            self.queue.renew, self.options.lease_seconds, max_total_seconds=cap, on_lost=self._lease_lost
+            self.queue.renew,
+            self.options.lease_seconds,
+            max_total_seconds=cap,
+            on_lost=self._lease_lost,
+            on_fatal=self._fatal_error,
         )
 
     def _should_stop(self, *, between_tasks: bool = False) -> bool:
@@ -370,7 +406,9 @@ class Worker:
         if self.stop.is_set() or s.stop_reason:
             return True
         reason = ""
-        if o.max_loops is not None and s.loops >= o.max_loops and not between_tasks:
+        if self._fatal is not None:
+            reason = f"backend error: {self._fatal}"
+        elif o.max_loops is not None and s.loops >= o.max_loops and not between_tasks:
             reason = f"max_loops={o.max_loops}"
         elif o.max_tasks is not None and self._tasks_started >= o.max_tasks:
             reason = f"max_tasks={o.max_tasks}"
@@ -381,6 +419,7 @@ class Worker:
 
     def _iterate(self) -> None:
         self.stats.loops += 1
+        self._retry_deletes()
         messages = self._receive()
         if messages:
             self._empty_since = None
@@ -405,6 +444,8 @@ class Worker:
             if not e.retryable:
                 raise
             log.warning("receive failed, backing off: %s", e)
+        except TRANSIENT_ERRORS as e:
+            log.warning("receive failed, backing off: %s: %s", type(e).__name__, e)
         except o.backoff_exceptions as e:
             log.warning("receive raised %s, backing off: %s", type(e).__name__, e)
         else:
@@ -422,7 +463,8 @@ class Worker:
         now = self._clock()
         if self._empty_since is None:
             self._empty_since = now
-        if o.burst_seconds is not None and now - self._empty_since >= o.burst_seconds:
+        burst_over = o.burst_seconds is not None and now - self._empty_since >= o.burst_seconds
+        if burst_over and not self._pending:  # deletes to retry are work not done yet
             self.stats.stop_reason = "queue empty (burst)"
             return
         if self._stop_fn_says_stop():
@@ -432,7 +474,7 @@ class Worker:
     def _pause(self, seconds: float) -> None:
         """Sleep, but not past a burst or run-time deadline."""
         o, now = self.options, self._clock()
-        if o.burst_seconds is not None and self._empty_since is not None:
+        if o.burst_seconds is not None and self._empty_since is not None and not self._pending:
             seconds = min(seconds, self._empty_since + o.burst_seconds - now)
         if o.max_seconds is not None:
             seconds = min(seconds, self._started_at + o.max_seconds - now)
@@ -448,6 +490,8 @@ class Worker:
                 self._flush(wait=False)
             elif self._deleting is not None and self._deleting[2].done():
                 self._collect()  # report finished deletes before a task that may run long
+            if self._pending and self._adopt(m):
+                continue
             self._tasks_started += 1
             worked = self._handle(m) or worked
             if self._stop_fn_says_stop():
@@ -525,7 +569,7 @@ class Worker:
         self._best_effort(self.queue.backend.record_error, message.handle, f"{type(error).__name__}: {error}")
         delay = retry_delay(message.receive_count, o.retry_delay_seconds, o.max_retry_delay_seconds)
         self._forget(message)
-        self._best_effort(self.queue.release, message.handle, delay)
+        self._best_effort(self.queue.release, message.handle, delay, fatal=True)
         self._task_event(message, name, seconds, "error", error=f"{type(error).__name__}: {error}")
         if isinstance(error, o.backoff_exceptions):
             self._back_off = True
@@ -557,8 +601,16 @@ class Worker:
 
     def _lease_lost(self, handle: str, reason: str) -> None:
         m = self._held.get(handle)
+        if m is None:
+            m = next((d.message for d in list(self._pending.values()) if d.message.handle == handle), None)
         ident = m.message_id if m is not None else handle
         log.warning("lease of task %s could not be renewed (%s); another worker may run it", ident, reason)
+
+    def _fatal_error(self, error: BaseException) -> None:
+        """From the heartbeat thread: stop after the task in hand, then raise ``error``."""
+        if self._fatal is None:
+            log.error("renewing a lease failed for good, stopping: %s", error)
+            self._fatal = error
 
     # -- handing messages back ----------------------------------------------
 
@@ -577,21 +629,35 @@ class Worker:
         if not self._done:
             return
         done, self._done = self._done, []
-        lost = {d.message.handle for d in done if self._heartbeat and self._heartbeat.lost(d.message.handle)}
-        for d in done:
-            self._forget(d.message)
+        lost = self._lost_of(done)
         handles = [d.message.handle for d in done]
         if self._delete_pool is not None and not wait:
             self._deleting = (done, lost, self._delete_pool.submit(self._delete, handles))
         else:
-            self._deleted(done, lost, self._delete(handles))
+            self._settle(done, lost, self._delete(handles))
+
+    def _lost_of(self, done: list[_Done]) -> set[str]:
+        """Forget the messages of ``done``; return the handles whose renewal had failed."""
+        lost = {d.message.handle for d in done if self._heartbeat and self._heartbeat.lost(d.message.handle)}
+        for d in done:
+            self._forget(d.message)
+        return lost
 
     def _collect(self) -> None:
         """Wait for a background delete and report its tasks."""
         if self._deleting is not None:
             done, lost, future = self._deleting
             self._deleting = None
-            self._deleted(done, lost, future.result())
+            self._settle(done, lost, future.result())
+
+    def _settle(self, done: list[_Done], lost: set[str], result: _Deletion) -> None:
+        """Report the tasks a delete call removed; keep those it could not reach for later."""
+        failed = set(result.failed)
+        if failed:
+            self._delete_failed([d for d in done if d.message.handle in failed], result.error)
+        settled = [d for d in done if d.message.handle not in failed]
+        if settled:
+            self._deleted(settled, lost, result.deleted)
 
     def _deleted(self, done: list[_Done], lost: set[str], deleted: int) -> None:
         if deleted < len(done):
@@ -609,19 +675,96 @@ class Worker:
                 self._say(f"INFO {name} {d.message.message_id} successfully executed in {d.seconds:.2f} sec.")
             self._after(d.task)
 
-    def _delete(self, handles: list[str]) -> int:
+    def _delete_failed(self, failed: list[_Done], error: BaseException | None) -> None:
+        """Keep executed tasks whose delete failed transiently, or give up on them."""
+        self._back_off = True
+        limit = self.options.delete_attempts
+        keep: list[_Done] = []
+        for d in failed:
+            d.attempts += 1
+            if d.attempts < limit:
+                keep.append(d)
+        if keep:
+            for d in keep:
+                self._pending[d.message.message_id] = d
+            if self._heartbeat is not None:
+                self._heartbeat.add(d.message.handle for d in keep)
+            log.warning(
+                "could not delete %d executed tasks (attempt %d of %d): %s; retrying after a backoff",
+                len(keep),
+                max(d.attempts for d in keep),
+                limit,
+                error,
+            )
+        given_up = [d for d in failed if d.attempts >= limit]
+        if given_up:
+            self._give_up(given_up, error)
+
+    def _give_up(self, done: list[_Done], error: BaseException | None) -> None:
+        self.stats.undeleted += len(done)
+        log.warning(
+            "gave up deleting %d executed tasks after %d attempts (%s); they will run again after "
+            "their lease: %s",
+            len(done),
+            self.options.delete_attempts,
+            error,
+            ", ".join(d.message.message_id for d in done),
+        )
+        for d in done:
+            self._task_event(d.message, _task_name(d.task), d.seconds, "delete_failed", error=str(error))
+            self._after(d.task)
+
+    def _retry_deletes(self, *, last: bool = False) -> None:
+        """One more round of deleting the tasks kept by :meth:`_delete_failed`."""
+        if not self._pending:
+            return
+        done = list(self._pending.values())
+        self._pending.clear()
+        if last:  # the worker stops: this round is their last
+            for d in done:
+                d.attempts = max(d.attempts, self.options.delete_attempts - 1)
+        lost = self._lost_of(done)
+        log.info("retrying the delete of %d executed tasks", len(done))
+        self._settle(done, lost, self._delete([d.message.handle for d in done]))
+
+    def _adopt(self, message: Message) -> bool:
+        """A task whose delete is pending came back: delete it with its new lease, do not run it."""
+        d = self._pending.pop(message.message_id, None)
+        if d is None:
+            return False
+        if self._heartbeat is not None:
+            self._heartbeat.discard(d.message.handle)
+        self._held.pop(message.handle, None)  # never released: it ran
+        log.info(
+            "task %s came back while its delete was pending: deleting it, not running it again",
+            message.message_id,
+        )
+        self._done.append(_Done(message, d.task, d.seconds, self._clock(), d.attempts))
+        return True
+
+    def _delete(self, handles: list[str]) -> _Deletion:
+        """Delete ``handles``, retrying transient errors briefly; others (but a lost lease) raise."""
         try:
-            return int(self._delete_retry(self.queue.delete, handles))
+            return _Deletion(int(self._retrying(self.queue.delete, handles)))
         except LeaseLostError:
             if len(handles) == 1:
-                return 0
-        return sum(self._delete_one(h) for h in handles)
-
-    def _delete_one(self, handle: str) -> int:
-        try:
-            return int(self._delete_retry(self.queue.delete, [handle]))
-        except LeaseLostError:
-            return 0
+                return _Deletion()
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            return _Deletion(0, list(handles), e)
+        result = _Deletion()
+        for handle in handles:
+            try:
+                result.deleted += int(self._retrying(self.queue.delete, [handle]))
+            except LeaseLostError:
+                pass
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                result.failed.append(handle)
+                result.error = e
+        return result
 
     def _after(self, task: Any) -> None:
         if self.options.after_fn is None:
@@ -639,13 +782,22 @@ class Worker:
                 self.stats.released += 1
 
     def _finish(self) -> None:
-        self._flush()
-        self._release_held()
-
-    def _best_effort(self, fn: Callable[..., object], *args: Any) -> bool:
         try:
-            fn(*args)
-        except TaskQueueError as e:
+            self._flush()
+            self._retry_deletes(last=True)
+        finally:
+            self._release_held()
+
+    def _best_effort(self, fn: Callable[..., object], *args: Any, fatal: bool = False) -> bool:
+        """Call ``fn``, retrying transient errors briefly; log a failure and go on.
+
+        With ``fatal``, an error no retry cures (:func:`is_fatal`) is raised instead.
+        """
+        try:
+            self._retrying(fn, *args)
+        except _BACKEND_ERRORS as e:
+            if fatal and is_fatal(e):
+                raise
             log.warning("%s failed for %s: %s", getattr(fn, "__name__", fn), args[0], e)
             return False
         return True

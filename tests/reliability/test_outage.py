@@ -84,15 +84,6 @@ class DeleteOutage:
         return self.tq.delete(tasks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BackendError,
-    reason="worker.py: Worker._delete retries a retryable delete error 4 times (about 1.5 s in all) and "
-    "then re-raises it out of run(), so a network outage longer than that which catches a worker between "
-    "executing a batch and deleting it ends the worker (`tqo work` exits 1 with 'DeleteMessageBatch "
-    "failed: EndpointConnectionError'); the receive path backs off instead. The tasks come back after "
-    "their lease, so nothing is lost, but a fleet of workers dies in a short SQS outage.",
-)
 def test_a_delete_that_fails_through_an_outage_does_not_end_the_worker(tmp_path: Path) -> None:
     tq = TaskQueue("mem://delete-outage", progress=False)
     out = tmp_path / "out.txt"
