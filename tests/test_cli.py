@@ -10,6 +10,7 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -24,7 +25,9 @@ from tests.sqs_fixtures import (  # noqa: F401 - fixtures registered by import
 from tests.tasks_fixture import WorkerAppendTask, WorkerFailTask, read_lines
 from tq_orchestrate import TaskQueue
 from tq_orchestrate import cli as cli_module
-from tq_orchestrate.cli import cli
+from tq_orchestrate.backends.memory import MemoryBackend
+from tq_orchestrate.cli import cli, option_value, parse_backend_options
+from tq_orchestrate.errors import BackendError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = "tests.tasks_fixture"
@@ -151,6 +154,132 @@ def test_work_stop_on_error_exits_1_with_one_line(tmp_path: Path) -> None:
     result = run("work", url, "-i", FIXTURE, "--stop-on-error", "--burst", "--log-level", "CRITICAL")
     assert result.exit_code == 1
     assert error_line(result).startswith("Error: task ") and "always fails" in result.stderr
+
+
+def test_work_exits_1_with_one_line_when_the_queue_refuses_access(monkeypatch: pytest.MonkeyPatch) -> None:
+    def denied(self: MemoryBackend, *args: Any, **kwargs: Any) -> list[Any]:
+        raise BackendError("ReceiveMessage failed: AccessDenied: not authorized (HTTP 403)", queue="q")
+
+    monkeypatch.setattr(MemoryBackend, "receive", denied)
+    try:
+        result = run("work", "mem://cli-denied", "--burst", "--log-level", "CRITICAL")
+    finally:
+        MemoryBackend.reset_all()
+    assert result.exit_code == 1
+    assert error_line(result) == "Error: q: ReceiveMessage failed: AccessDenied: not authorized (HTTP 403)"
+
+
+def test_work_waits_out_connection_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    url = "mem://cli-flaky"
+    tq = TaskQueue(url, progress=False)
+    tq.insert([WorkerAppendTask(str(out), "a")])
+    real = MemoryBackend.receive
+    calls: list[int] = []
+
+    def flaky(self: MemoryBackend, *args: Any, **kwargs: Any) -> list[Any]:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ConnectionResetError("connection reset by peer")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryBackend, "receive", flaky)
+    try:
+        result = run("work", url, "-i", FIXTURE, "--burst", "--min-backoff", "0.01", "--max-backoff", "0.02")
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("receive failed, backing off: ConnectionResetError") == 2
+        assert read_lines(out) == ["a"] and tq.counts().completed == 1
+    finally:
+        MemoryBackend.reset_all()
+
+
+# -- backend options (-o KEY=VALUE) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("true", True),
+        ("False", False),
+        ("12", 12),
+        ("-3", -3),
+        ("1.5", 1.5),
+        ("1e3", 1000.0),
+        (".5", 0.5),
+        ("us-east-1", "us-east-1"),
+        ("http://127.0.0.1:9324", "http://127.0.0.1:9324"),
+        ('"007"', "007"),
+        ('"true"', "true"),
+        ("", ""),
+        ("nan", "nan"),
+        ("inf", "inf"),
+        ("1_000", "1_000"),
+        ("yes", "yes"),
+        ("a=b", "a=b"),
+    ],
+)
+def test_option_values_become_bool_int_or_float_when_they_look_like_one(text: str, value: object) -> None:
+    parsed = option_value(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_backend_options_parse_key_value_pairs() -> None:
+    parsed = parse_backend_options(["max_receives=3", "endpoint_url=http://h:1/x?a=b", "create=true"])
+    assert parsed == {"max_receives": 3, "endpoint_url": "http://h:1/x?a=b", "create": True}
+    for bad, why in [
+        (["novalue"], "is not KEY=VALUE"),
+        (["=1"], "is not KEY=VALUE"),
+        (["a-b=1"], "is not KEY=VALUE"),
+        (["progress=false"], "'progress' is not a backend option"),
+        (["concurrency=4"], "'concurrency' is not a backend option"),
+        (["a=1", "a=2"], "'a' is given twice"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            parse_backend_options(bad)
+
+
+def test_work_takes_backend_options_over_the_url_query(tmp_path: Path) -> None:
+    url, out = queue(tmp_path, query="?max_receives=5"), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerFailTask(str(out), "x")])
+    args = ["-i", FIXTURE, "--burst", "--retry-delay", "0", "--log-level", "CRITICAL"]
+    result = run("work", url, *args, "-o", "max_receives=1", "--option", "busy_timeout_seconds=2.5")
+    assert result.exit_code == 0, result.output
+    assert read_lines(out) == ["fail x"]  # dead-lettered after one receive, not five
+    assert counts(url)["dead"] == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["purge", "--yes"], ["release"], ["dlq"], ["insert", "{source}", "-i", FIXTURE]],
+)
+def test_every_url_command_takes_backend_options(tmp_path: Path, command: list[str]) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    source = tmp_path / "tasks.jsonl"
+    source.write_text(payload_lines(out, ["a"]))
+    args = [a.replace("{source}", str(source)) for a in command]
+    good = run(args[0], url, *args[1:], "-o", "durability=full", "-o", "max_receives=2")
+    assert good.exit_code == 0, good.output
+    bad = run(args[0], url, *args[1:], "-o", "no_such_option=1")
+    assert bad.exit_code == 1
+    assert "unknown option 'no_such_option'" in error_line(bad)
+    usage = run(args[0], url, *args[1:], "-o", "no_value")
+    assert usage.exit_code == 2 and "is not KEY=VALUE" in usage.stderr
+
+
+def test_copy_takes_backend_options_for_each_queue(tmp_path: Path) -> None:
+    src, dst, out = queue(tmp_path, "src"), queue(tmp_path, "dst"), tmp_path / "out"
+    with TaskQueue(src, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), "a")])
+    ok = run(
+        "copy", src, dst, "-i", FIXTURE, "--src-option", "max_receives=2", "--dst-option", "durability=full"
+    )
+    assert ok.exit_code == 0, ok.output
+    assert counts(dst)["visible"] == 1
+    for flag in ("--src-option", "--dst-option"):
+        bad = run("copy", src, dst, "-i", FIXTURE, flag, "bogus=1")
+        assert bad.exit_code == 1 and "unknown option 'bogus'" in error_line(bad)
+        assert (dst if flag == "--dst-option" else src) in error_line(bad)
 
 
 # -- purge and release ------------------------------------------------------------------

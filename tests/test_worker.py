@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,7 +43,15 @@ from tq_orchestrate._backoff import Backoff, retry_delay
 from tq_orchestrate._heartbeat import Heartbeat
 from tq_orchestrate.backends.memory import MemoryBackend
 from tq_orchestrate.errors import BackendError, ConfigurationError, LeaseLostError, QueueNotFoundError
-from tq_orchestrate.worker import StopFlag, Worker, WorkerOptions, body_task_name, handle_signals, poll
+from tq_orchestrate.worker import (
+    StopFlag,
+    Worker,
+    WorkerOptions,
+    body_task_name,
+    handle_signals,
+    poll,
+    run_worker,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -689,6 +698,39 @@ def test_a_second_signal_raises_and_leaves_the_default_action_for_a_third() -> N
     assert signal.getsignal(signal.SIGUSR1) is before
 
 
+def test_a_sigterm_while_task_modules_import_stops_the_worker_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"sigterm_on_import_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), "x")])
+    outside: list[int] = []  # what a SIGTERM meets when the worker's handler is not set
+
+    def record(signum: int, frame: object) -> None:
+        outside.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, record)
+    try:
+        stats = run_worker(tq.url, WorkerOptions(burst_seconds=0), imports=[name])
+        assert signal.getsignal(signal.SIGTERM) is record  # run_worker put back what it found
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sys.modules.pop(name, None)
+    assert outside == []
+    assert (stats.stop_reason, stats.executed) == ("stop requested (SIGTERM)", 0)
+    assert tq.counts().visible == 1  # nothing leased
+
+
+def test_run_worker_passes_backend_options(tmp_path: Path) -> None:
+    tq = mem_queue(max_receives=5)
+    tq.insert([WorkerFailTask(str(tmp_path / "o"), "x")])
+    options = WorkerOptions(burst_seconds=0, retry_delay_seconds=0)
+    stats = run_worker(tq.url, options, backend_options={"max_receives": 2})
+    assert stats.failed == 2 and len(tq.dead_letters()) == 1
+
+
 def test_signals_are_not_touched_outside_the_main_thread() -> None:
     stop = StopFlag()
     result: list[object] = []
@@ -737,7 +779,7 @@ def test_heartbeat_renews_due_leases_up_to_the_total_cap() -> None:
     assert len(renew.calls) == 1  # renewed 5 s ago: not due
     fake.now += 70  # 85 s after receipt: only 15 s left under the cap
     hb.beat()
-    assert renew.calls[-1] == ("a", pytest.approx(15))
+    assert renew.calls[-1][0] == "a" and renew.calls[-1][1] == pytest.approx(15)
     fake.now += 15
     hb.beat()
     assert [h for h, _ in lost] == ["a"] and "maximum" in lost[0][1]
@@ -812,7 +854,8 @@ def test_heartbeat_renews_a_lease_shorter_than_a_second() -> None:
     hb.add(["a"])
     fake.now += 0.1
     hb.beat()
-    assert renew.calls == [("a", pytest.approx(0.3))] and lost == []
+    assert [h for h, _ in renew.calls] == ["a"] and renew.calls[0][1] == pytest.approx(0.3)
+    assert lost == []
 
 
 def test_heartbeat_survives_any_renewal_error_and_reports_fatal_ones(

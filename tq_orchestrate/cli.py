@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -65,6 +66,79 @@ import_option = click.option(
     metavar="MODULE",
     help="Import MODULE for its task definitions and allow its queueable functions (repeatable).",
 )
+
+
+# -- backend options ---------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def option_value(text: str) -> Any:
+    """A ``-o`` value: ``true``/``false`` (any case) a bool, ``12`` an int, ``1.5``/``1e3`` a float.
+
+    Anything else stays text; double quotes around a value keep it text (``"007"``).
+    """
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
+
+
+def parse_backend_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` texts as backend keyword options; ValueError names a bad one."""
+    from ._queue import TaskQueue
+
+    reserved = {
+        name
+        for name, p in inspect.signature(TaskQueue).parameters.items()
+        if p.kind is not p.VAR_KEYWORD and name != "url"
+    }
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.fullmatch(key):
+            raise ValueError(f"{pair!r} is not KEY=VALUE")
+        if key in reserved:
+            raise ValueError(f"{key!r} is not a backend option")
+        if key in options:
+            raise ValueError(f"{key!r} is given twice")
+        options[key] = option_value(value)
+    return options
+
+
+def _backend_options(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        return parse_backend_options(values)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from e
+
+
+_OPTION_HELP = (
+    "Backend option KEY=VALUE (repeatable; wins over the URL query), e.g. -o max_receives=3 or "
+    "-o endpoint_url=http://127.0.0.1:9324. true/false, integers and decimals become bool, int and "
+    'float; "quoted" values stay text.'
+)
+
+
+def backend_option(*names: str, dest: str = "backend_options", of: str = "") -> Callable[[F], F]:
+    """The ``-o/--option KEY=VALUE`` option (``of`` names the URL it is for, if several)."""
+    text = _OPTION_HELP if not of else _OPTION_HELP.replace("Backend option", f"Backend option of {of}")
+    return click.option(
+        *(names or ("-o", "--option")),
+        dest,
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=_backend_options,
+        help=text,
+    )
 
 
 # -- logging --------------------------------------------------------------------
@@ -133,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 @cli.command(context_settings=_CONTEXT)
 @click.argument("url")
 @import_option
+@backend_option()
 @click.option("--lease-seconds", type=click.FloatRange(min=1), default=300.0, show_default=True)
 @click.option(
     "--num-tasks",
@@ -189,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def work(
     url: str,
     imports: tuple[str, ...],
+    backend_options: dict[str, Any],
     lease_seconds: float,
     num_tasks: int,
     wait_seconds: float,
@@ -211,9 +287,13 @@ def work(
     did not start and exits 0; a second signal exits at once (130 for SIGINT,
     143 for SIGTERM). Same as `python -m tq_orchestrate.worker URL`.
 
+    Transient queue errors (an SQS outage) are logged and waited out; an error
+    no retry cures (the queue was deleted, access denied) exits 1.
+
     \b
     Example:
       tqo work sqlite:///tmp/q.db --import mytasks --num-tasks 10 --burst --log-json
+      tqo work sqs://my-queue -o endpoint_url=http://127.0.0.1:9324 -o region=us-east-1
     """
     from .worker import WorkerOptions, run_worker
 
@@ -234,7 +314,7 @@ def work(
             retry_delay_seconds=retry_delay,
             max_retry_delay_seconds=max_retry_delay,
         )
-        stats = run_worker(url, options, imports=imports)
+        stats = run_worker(url, options, imports=imports, backend_options=backend_options)
     except TaskQueueError as e:
         raise click.ClickException(_one_line(e)) from e
     except KeyboardInterrupt:
@@ -269,8 +349,9 @@ def _counts_dict(tq: TaskQueue) -> dict[str, Any]:
 @cli.command(context_settings=_CONTEXT)
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@backend_option()
 @friendly_errors
-def status(url: str, as_json: bool) -> None:
+def status(url: str, as_json: bool, backend_options: dict[str, Any]) -> None:
     """Show how many tasks are enqueued, leased, delayed, completed and dead.
 
     `-` marks a figure the backend does not know; SQS figures are approximate.
@@ -279,7 +360,7 @@ def status(url: str, as_json: bool) -> None:
     Example:
       tqo status sqlite:///tmp/q.db --json
     """
-    with _open(url) as tq:
+    with _open(url, **backend_options) as tq:
         data = _counts_dict(tq)
     if as_json:
         click.echo(json.dumps(data))
@@ -293,8 +374,9 @@ def status(url: str, as_json: bool) -> None:
 @cli.command(context_settings=_CONTEXT)
 @click.argument("url")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@backend_option()
 @friendly_errors
-def purge(url: str, yes: bool) -> None:
+def purge(url: str, yes: bool, backend_options: dict[str, Any]) -> None:
     """Delete every task in URL, leased or not.
 
     \b
@@ -303,15 +385,16 @@ def purge(url: str, yes: bool) -> None:
     """
     if not yes:
         click.confirm(f"Delete every task in {url}?", abort=True, err=True)
-    with _open(url) as tq:
+    with _open(url, **backend_options) as tq:
         tq.purge()
     click.echo(f"purged {url}")
 
 
 @cli.command(context_settings=_CONTEXT)
 @click.argument("url")
+@backend_option()
 @friendly_errors
-def release(url: str) -> None:
+def release(url: str, backend_options: dict[str, Any]) -> None:
     """Make every leased task in URL visible again now.
 
     Use it after workers died, instead of waiting for their leases to expire.
@@ -320,7 +403,7 @@ def release(url: str) -> None:
     Example:
       tqo release sqlite:///tmp/q.db
     """
-    with _open(url) as tq:
+    with _open(url, **backend_options) as tq:
         count = tq.release_all()
     click.echo(f"released {count} tasks")
 
@@ -333,8 +416,9 @@ def release(url: str) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--redrive", is_flag=True, help="Put every dead-lettered task back in the queue.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter.")
+@backend_option()
 @friendly_errors
-def dlq(url: str, limit: int, redrive: bool, as_json: bool) -> None:
+def dlq(url: str, limit: int, redrive: bool, as_json: bool, backend_options: dict[str, Any]) -> None:
     """List the dead-lettered tasks of URL (class, receive count, error), or redrive them.
 
     \b
@@ -342,7 +426,7 @@ def dlq(url: str, limit: int, redrive: bool, as_json: bool) -> None:
       tqo dlq sqlite:///tmp/q.db
       tqo dlq sqlite:///tmp/q.db --redrive
     """
-    with _open(url) as tq:
+    with _open(url, **backend_options) as tq:
         if redrive:
             click.echo(f"redrove {tq.redrive()} tasks")
             return
@@ -435,8 +519,18 @@ def copy_queue(src: TaskQueue, dst: TaskQueue, *, move: bool, lease_seconds: flo
     show_default=True,
     help="How long SRC's tasks stay leased while being copied.",
 )
+@backend_option("--src-option", dest="src_options", of="SRC")
+@backend_option("--dst-option", dest="dst_options", of="DST")
 @friendly_errors
-def copy(src: str, dst: str, imports: tuple[str, ...], move: bool, lease_seconds: float) -> None:
+def copy(
+    src: str,
+    dst: str,
+    imports: tuple[str, ...],
+    move: bool,
+    lease_seconds: float,
+    src_options: dict[str, Any],
+    dst_options: dict[str, Any],
+) -> None:
     """Copy the visible tasks of SRC into DST (SRC keeps them unless --move).
 
     Run it while no worker drains SRC. Messages that are not valid tasks are
@@ -449,7 +543,7 @@ def copy(src: str, dst: str, imports: tuple[str, ...], move: bool, lease_seconds
     from .worker import import_task_modules
 
     import_task_modules(imports)
-    with _open(src) as s, _open(dst) as d:
+    with _open(src, **src_options) as s, _open(dst, **dst_options) as d:
         copied, skipped = copy_queue(s, d, move=move, lease_seconds=lease_seconds)
     verb = "moved" if move else "copied"
     click.echo(f"{verb} {copied} tasks from {src} to {dst}" + (f"; skipped {skipped}" if skipped else ""))
@@ -483,8 +577,11 @@ def validate_lines(lines: Iterable[str]) -> list[str]:
 @click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
 @import_option
 @click.option("--delay-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@backend_option()
 @friendly_errors
-def insert(url: str, source: IO[str], imports: tuple[str, ...], delay_seconds: float) -> None:
+def insert(
+    url: str, source: IO[str], imports: tuple[str, ...], delay_seconds: float, backend_options: dict[str, Any]
+) -> None:
     """Insert tasks from payload lines in SOURCE (a file, or - for stdin).
 
     Each line is one JSON payload, as a task's payload() gives it (or
@@ -501,7 +598,7 @@ def insert(url: str, source: IO[str], imports: tuple[str, ...], delay_seconds: f
 
     import_task_modules(imports)
     lines = validate_lines(source)
-    with _open(url) as tq:
+    with _open(url, **backend_options) as tq:
         count = tq.insert((totask(line) for line in lines), delay_seconds=delay_seconds, total=len(lines))
     click.echo(f"inserted {count} tasks into {url}")
 

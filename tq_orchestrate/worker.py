@@ -921,22 +921,32 @@ def import_task_modules(modules: Iterable[str]) -> None:
     allow_modules(*names)
 
 
-def run_worker(url: str, options: WorkerOptions, *, imports: Iterable[str] = ()) -> WorkerStats:
+def run_worker(
+    url: str,
+    options: WorkerOptions,
+    *,
+    imports: Iterable[str] = (),
+    backend_options: dict[str, Any] | None = None,
+) -> WorkerStats:
     """The worker process: import task modules, open ``url``, work until told to stop.
 
-    SIGTERM and SIGINT stop after the task in hand (a second one exits now).
+    ``backend_options`` go to the queue's backend (as ``TaskQueue``'s keywords).
+    SIGTERM and SIGINT stop after the task in hand (a second one exits now); they
+    are handled from the start, so a stop that comes while task modules are
+    imported ends the worker cleanly before it leases anything.
     """
-    from ._queue import TaskQueue
+    stop = StopFlag()
+    with handle_signals(stop, (signal.SIGINT, signal.SIGTERM)):
+        from ._queue import TaskQueue
 
-    import_task_modules(imports)
-    tq = TaskQueue(url, progress=False)
-    try:
-        worker = Worker(tq, options)
-        log.info("worker %d polling %s", os.getpid(), url)
-        with handle_signals(worker.stop, (signal.SIGINT, signal.SIGTERM)):
+        import_task_modules(imports)
+        tq = TaskQueue(url, progress=False, **(backend_options or {}))
+        try:
+            worker = Worker(tq, options, stop=stop)
+            log.info("worker %d polling %s", os.getpid(), url)
             return worker.run()
-    finally:
-        tq.close()
+        finally:
+            tq.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
