@@ -324,7 +324,7 @@ def test_resends_on_an_idle_connection_the_server_dropped(
     # ignore the server's Keep-Alive hint, so the request meets a connection it closed
     monkeypatch.setattr(_http11, "keep_alive_limit", lambda header, default: default)
     with SqsStandIn(keep_alive_timeout_seconds=0.2) as server:
-        backend = open_backend(server.endpoint_url, engine="fast")
+        backend = open_backend(server.endpoint_url, engine="fast", max_attempts=1)  # no retry: a resend
         fill(backend, 1)
         assert backend.receive(1, 0) != []
         closed = server.stats.closed
@@ -388,9 +388,12 @@ def _child(backend: SQSBackend, out: Any) -> None:
 
 
 def test_fork_child_opens_its_own_connections(standin: SqsStandIn) -> None:
-    backend = open_backend(standin.endpoint_url, engine="fast")
-    fill(backend, 20)
+    filler = open_backend(standin.endpoint_url, engine="boto3")
+    fill(filler, 20)
+    filler.close()
+    backend = SQSBackend.from_url(filler.queue_url, engine="fast")  # no botocore call needed
     first = backend.receive(10, 60)  # the parent's connection is open now
+    opened = standin.stats.connections
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     child = ctx.Process(target=_child, args=(backend, out))
@@ -399,8 +402,10 @@ def test_fork_child_opens_its_own_connections(standin: SqsStandIn) -> None:
     child.join(30)
     assert child.exitcode == 0
     assert result == ("fast", 10, 10)
+    assert standin.stats.connections == opened + 1  # the child's own
     assert backend.delete([m.handle for m in first]) == 10  # the parent's connection still works
     assert backend.receive(10, 60) == []
+    assert standin.stats.connections == opened + 1
     fast = backend._fast_client(backend._connection())
     assert fast is not None and fast.connections_opened == 1
     backend.close()
