@@ -6,6 +6,7 @@ boto3 engine, the same error translation, reconnects, threads and fork.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import threading
 import time
@@ -430,3 +431,21 @@ def test_credentials_are_fetched_for_every_request(
     backend.delete(["x"])
     assert len(fetched) == 3
     backend.close()
+
+
+def test_a_thread_that_ends_closes_its_connection(standin: SqsStandIn) -> None:
+    backend = open_backend(standin.endpoint_url, engine="fast")
+    fill(backend, 5)
+    fast = backend._fast_client(backend._connection())
+    assert fast is not None
+    for _ in range(5):  # e.g. one heartbeat thread per poll: connections must not pile up
+        thread = threading.Thread(target=lambda: backend.receive(1, 60))
+        thread.start()
+        thread.join(30)
+        gc.collect()
+        assert fast.connections == 0
+    assert fast.connections_opened == 5
+    backend.receive(1, 60)
+    assert fast.connections == 1
+    backend.close()
+    assert fast.connections == 0

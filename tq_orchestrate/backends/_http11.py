@@ -477,7 +477,8 @@ class BlockingConnection:
     thread, no hand-over between threads. :meth:`request` opens the connection
     when needed and resends once on a fresh connection when a reused one turns out
     to be closed by the server before any byte of the response arrived (the server
-    dropped an idle connection: it did not process the request).
+    dropped an idle connection: it did not process the request). The socket is
+    closed when the object is garbage (e.g. its thread's local storage ends).
     """
 
     def __init__(
@@ -488,12 +489,14 @@ class BlockingConnection:
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout_seconds: float = 10.0,
         idle_timeout_seconds: float = 30.0,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._ssl = ssl_context
         self._connect_timeout = connect_timeout_seconds
         self.idle_timeout_seconds = idle_timeout_seconds
+        self._on_open = on_open
         self._sock: socket.socket | None = None
         self._reader: BinaryIO | None = None
         self._idle_until = 0.0
@@ -524,6 +527,9 @@ class BlockingConnection:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def __del__(self) -> None:
+        self.close()
+
     def _connect(self) -> tuple[socket.socket, BinaryIO]:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self._connect_timeout)
@@ -536,6 +542,8 @@ class BlockingConnection:
             ) from e
         self._sock, self._reader = sock, sock.makefile("rb")
         self.connections_opened += 1
+        if self._on_open is not None:
+            self._on_open()
         return sock, self._reader
 
     def _exchange(self, data: bytes, timeout_seconds: float, *, reused: bool) -> HttpResponse:
@@ -553,8 +561,6 @@ class BlockingConnection:
             started = True
             status, headers, keep_alive = _read_head(reader, first)
             body, framed = _read_body(reader, status, headers)
-        except _StaleConnection:
-            raise
         except (OSError, ValueError, IndexError) as e:
             self.close()
             if reused and not started and _before_response(e):

@@ -33,6 +33,7 @@ import random
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
@@ -387,13 +388,20 @@ class FastClient:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._local = threading.local()
-        self._connections: list[BlockingConnection] = []
+        self._connections: weakref.WeakSet[BlockingConnection] = weakref.WeakSet()
+        self._opened = 0
 
     @property
     def connections_opened(self) -> int:
         """Connections opened by this process so far (reconnects included)."""
+        return self._opened
+
+    @property
+    def connections(self) -> int:
+        """Connection objects alive in this process: one per thread that made a call and
+        has not ended (a thread's connection is closed when the thread ends)."""
         with self._lock:
-            return sum(c.connections_opened for c in self._connections)
+            return len(self._connections)
 
     def call(self, operation: str, params: dict[str, Any], wait_seconds: float = 0) -> dict[str, Any]:
         """Run ``AmazonSQS.<operation>`` with ``params``; return the decoded response.
@@ -417,7 +425,7 @@ class FastClient:
     def close(self) -> None:
         """Close every connection of this process; a later call reconnects."""
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections), weakref.WeakSet()
             self._local = threading.local()
         if self._pid == os.getpid():
             for conn in connections:
@@ -464,21 +472,30 @@ class FastClient:
 
         raise ClientError(botocore_error(response), operation)  # type: ignore[arg-type]
 
+    def _count_open(self) -> None:
+        with self._lock:
+            self._opened += 1
+
     def _connection(self) -> BlockingConnection:
         if self._pid != os.getpid():  # forked: never touch the parent's sockets
             with self._lock:
                 if self._pid != os.getpid():
                     self._pid = os.getpid()
                     self._local = threading.local()
-                    self._connections = []
+                    self._connections = weakref.WeakSet()
+                    self._opened = 0
         local = self._local
         conn: BlockingConnection | None = getattr(local, "conn", None)
         if conn is None:
             conn = BlockingConnection(
-                self._host, self._port, ssl_context=self._tls, connect_timeout_seconds=self._connect_timeout
+                self._host,
+                self._port,
+                ssl_context=self._tls,
+                connect_timeout_seconds=self._connect_timeout,
+                on_open=self._count_open,
             )
             with self._lock:
-                self._connections.append(conn)
+                self._connections.add(conn)
             local.conn = conn
         return conn
 
