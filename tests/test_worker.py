@@ -536,6 +536,28 @@ def test_a_task_that_comes_back_while_its_delete_is_pending_is_deleted_not_run_a
     assert (counts.pending, counts.completed) == (0, 3)
 
 
+def test_a_task_that_comes_back_after_a_stop_request_is_deleted_not_handed_back(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(out), "a")])
+    flaky = FaultyQueue(tq, {"delete": lambda n: retryable_outage(n) if n <= 8 else None})
+    stop = StopFlag()
+
+    def on_sleep(n: int) -> None:
+        if n == 1 + 3:  # the first backoff, after the 3 waits of the first round's quick retries
+            tq.insert([WorkerAppendTask(str(out), "b")])  # visible before "a" comes back
+            assert tq.release_all() == 1  # the lease of "a" runs out
+
+    fake = FakeTime(on_sleep)
+    before = lambda task: stop.set("test") if task.text == "b" else None  # noqa: E731
+    options = WorkerOptions(num_tasks=10, backoff_jitter=False, heartbeat=False, before_fn=before)
+    stats = Worker(flaky, options, stop=stop, sleep=fake.sleep, clock=fake.clock).run()
+    assert lines(out) == ["a", "b"]
+    assert (stats.executed, stats.released, stats.undeleted) == (2, 0, 0)
+    counts = tq.counts()
+    assert (counts.pending, counts.completed) == (0, 2)
+
+
 def test_a_pending_delete_gets_a_last_round_when_the_worker_stops(tmp_path: Path) -> None:
     out = tmp_path / "o"
     tq = mem_queue()

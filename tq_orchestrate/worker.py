@@ -483,6 +483,8 @@ class Worker:
 
     def _process(self, messages: list[Message]) -> None:
         worked = False
+        if self._pending:  # before any stop check: these must never be handed back
+            messages = [m for m in messages if not self._adopt(m)]
         for m in messages:
             if self._should_stop(between_tasks=True):
                 break
@@ -490,8 +492,6 @@ class Worker:
                 self._flush(wait=False)
             elif self._deleting is not None and self._deleting[2].done():
                 self._collect()  # report finished deletes before a task that may run long
-            if self._pending and self._adopt(m):
-                continue
             self._tasks_started += 1
             worked = self._handle(m) or worked
             if self._stop_fn_says_stop():
