@@ -906,10 +906,15 @@ def test_heartbeat_survives_any_renewal_error_and_reports_fatal_ones(
     assert any(
         "could not renew 1 of 4 leases (ConnectionResetError" in r.getMessage() for r in caplog.records
     )
+    fake.now += 1
+    hb.beat()  # still failing: retried, but not warned about again so soon
+    assert sum("could not renew" in r.getMessage() for r in caplog.records) == 1
     del errors["reset"]  # the connection is back
     fake.now += 1
-    hb.beat()
-    assert hb.renewals == 3 and sorted(hb.tracked()) == ["fine", "reset"]  # both due again, both renewed
+    with caplog.at_level(logging.INFO, logger="tq_orchestrate.worker"):
+        hb.beat()
+    assert hb.renewals == 4 and sorted(hb.tracked()) == ["fine", "reset"]
+    assert caplog.records[-1].getMessage() == "leases are renewed again"
 
 
 def test_heartbeat_discard_waits_for_a_renewal_under_way() -> None:

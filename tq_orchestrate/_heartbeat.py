@@ -29,6 +29,9 @@ RENEW_FRACTION = 1 / 3
 
 _MIN_RENEW_SECONDS = 1.0
 
+WARN_EVERY_SECONDS = 30.0
+"""While renewals keep failing transiently, warn at most this often."""
+
 
 @dataclass(slots=True)
 class _Lease:
@@ -73,6 +76,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._renewing: str | None = None
+        self._warned_at: float | None = None
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self.renewals = 0
@@ -115,9 +119,15 @@ class Heartbeat:
             error = self._renew_one(handle, lease, now)
             if error is not None:
                 failed.append(error)
-        if failed:
+        if not failed:
+            if due and self._warned_at is not None:
+                log.info("leases are renewed again")
+                self._warned_at = None
+            return
+        if self._warned_at is None or now - self._warned_at >= WARN_EVERY_SECONDS:
+            self._warned_at = now
             log.warning(
-                "could not renew %d of %d leases (%s: %s); retrying in %.1f s",
+                "could not renew %d of %d leases (%s: %s); retrying every %.1f s",
                 len(failed),
                 len(due),
                 type(failed[-1]).__name__,
