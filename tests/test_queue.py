@@ -177,3 +177,46 @@ def test_a_constructor_that_raises_hands_the_whole_receive_back(tmp_path: Path) 
     with pytest.raises(ValueError, match="cannot start"):
         tq.lease(seconds=600, num_tasks=10)
     assert tq.counts().visible == 2 and tq.counts().leased == 0
+
+
+class EndlessPrintTasks:
+    """A sliceable source so large that no shard finishes during a test."""
+
+    def __init__(self, start: int = 0, stop: int = 10**9) -> None:
+        self.start, self.stop = start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, slc: slice) -> EndlessPrintTasks:
+        return EndlessPrintTasks(self.start + slc.start, self.start + slc.stop)
+
+    def __iter__(self) -> Iterator[st.PrintTask]:
+        return (st.PrintTask(i) for i in range(self.start, self.stop))
+
+
+def test_a_killed_upload_process_ends_the_upload_even_if_sigterm_is_handled(tmp_path: Path) -> None:
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    from tq_orchestrate import UploadError
+
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False)
+
+    def kill_one_child() -> None:
+        deadline = time.monotonic() + 60
+        while (tq.counts().inserted or 0) < 2000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(multiprocessing.active_children()[0].pid or 0, signal.SIGKILL)
+
+    # a graceful-stop handler in the parent (as a worker installs) is inherited by forked children
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        threading.Thread(target=kill_one_child, daemon=True).start()
+        with pytest.raises(UploadError, match="upload processes"):
+            tq.insert_all(EndlessPrintTasks(), parallel=2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import _task
 from ._payload import ArrayFormat, check_array_format
 from ._task import as_tasks, totask
+from ._upload import reset_signals
 from .errors import TaskExecutionError, TaskQueueError
 
 _CHUNK = 512
@@ -100,7 +101,7 @@ class LocalTaskQueue:
         chunks = [bodies[i : i + _CHUNK] for i in range(0, len(bodies), _CHUNK)]
         ctx = multiprocessing.get_context(self.start_method)
         try:
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=reset_signals) as pool:
                 for done in pool.map(_run_chunk, chunks):
                     bar.update(done)
         except BrokenProcessPool as e:

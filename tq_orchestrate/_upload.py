@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -348,8 +349,20 @@ _ORPHAN_CHECK_SECONDS = 0.2
 def _init_child(counter: Any) -> None:
     global _COUNTER
     _COUNTER = counter
+    reset_signals()
     parent = os.getppid()
     threading.Thread(target=_exit_when_orphaned, args=(parent,), name="tqo-orphan", daemon=True).start()
+
+
+def reset_signals() -> None:
+    """Give a forked pool process the default SIGTERM/SIGINT actions.
+
+    A fork inherits the parent's Python handlers (a worker's graceful-stop
+    handler, say); with them a pool process ignores the SIGTERM that
+    concurrent.futures sends when the pool breaks, and the parent waits forever.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _exit_when_orphaned(parent: int) -> None:
