@@ -67,7 +67,6 @@ class TaskQueue:
             self._pid = os.getpid()
         return self._backend
 
-
     def _options(self) -> dict[str, Any]:
         return {
             "progress": self.progress,
