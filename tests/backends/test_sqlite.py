@@ -15,6 +15,7 @@ from typing import ClassVar
 import pytest
 
 from tests.backends.contract import BackendContract
+from tests.unprivileged import run_as_nobody
 from tq_orchestrate.backends import open_backend
 from tq_orchestrate.backends.base import Capabilities
 from tq_orchestrate.backends.sqlite import FQ_DATABASE_NAME, SCHEMA_VERSION, SQLiteBackend
@@ -268,28 +269,13 @@ def test_file_that_is_not_a_database(tmp_path: Path) -> None:
 
 
 def _write_as_unprivileged_user(url: str) -> str:
-    """Try a write in a forked child that gave up root (root ignores file modes)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: drop privileges, try to write, report, exit
-        os.close(read_end)
-        outcome = "no error"
-        try:
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            SQLiteBackend.from_url(url).send_batch(["y"])
-        except BackendError as e:
-            outcome = f"BackendError: {e}"
-        except BaseException as e:
-            outcome = f"{type(e).__name__}: {e}"
-        os.write(write_end, outcome.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        outcome = f.read()
-    os.waitpid(pid, 0)
-    return outcome
+    """Try a write as an unprivileged user (root ignores file modes)."""
+
+    def write() -> str:
+        SQLiteBackend.from_url(url).send_batch(["y"])
+        return "no error"
+
+    return run_as_nobody(write)
 
 
 def test_read_only_file() -> None:

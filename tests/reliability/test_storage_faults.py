@@ -17,13 +17,13 @@ import signal
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.reliability._harness import Numbered, check_prefixes
+from tests.unprivileged import run_as_nobody
 from tq_orchestrate import RetryPolicy, TaskQueue, UploadError
 from tq_orchestrate.backends.sqlite import SQLiteBackend
 from tq_orchestrate.errors import BackendError
@@ -105,28 +105,6 @@ def test_a_file_size_limit_is_a_clear_error_and_loses_nothing(tmp_path: Path) ->
         assert sorted(getattr(t, "n") for t in tasks) == list(range(1000 + inserted))  # noqa: B009
 
 
-def _as_nobody(fn: Callable[[], str]) -> str:
-    """Run ``fn`` in a forked child that gave up root (root ignores file modes)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            outcome = fn()
-        except BaseException as e:
-            outcome = f"{type(e).__name__}: {e}"
-        os.write(write_end, outcome.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        outcome = f.read()
-    os.waitpid(pid, 0)
-    return outcome
-
-
 def test_a_read_only_database_refuses_clearly_and_stays_intact() -> None:
     directory = Path(tempfile.mkdtemp(prefix="tqo-ro-"))
     path = directory / "q.db"
@@ -145,7 +123,7 @@ def test_a_read_only_database_refuses_clearly_and_stays_intact() -> None:
         return repr(TaskQueue(url, progress=False).lease(seconds=60))
 
     try:
-        inserting, leasing = _as_nobody(insert), _as_nobody(lease)
+        inserting, leasing = run_as_nobody(insert), run_as_nobody(lease)
         os.chmod(directory, 0o755)
         for name in os.listdir(directory):
             os.chmod(directory / name, 0o644)
