@@ -119,6 +119,33 @@ def fixture_clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Pa
     return home
 
 
+def set_loopback_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials and region; no profile, endpoint, proxy or CA settings from the machine.
+
+    For tests that only talk to servers on 127.0.0.1 (unlike ``clean_aws_env``,
+    no dead proxy is set, so endpoint checks see no proxy at all).
+    """
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_CA_BUNDLE",
+        "AWS_REGION",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "AWS_SESSION_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 @pytest.fixture(name="aws_env")
 def fixture_aws_env(clean_aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clean environment with dummy credentials and region in the environment."""

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.sqs_fixtures import set_loopback_aws_env
 from tq_orchestrate.backends._aws import AwsTarget, resolve_settings
 from tq_orchestrate.backends._http11 import HttpResponse
 from tq_orchestrate.backends.base import EntryFailure, SendOutcome
@@ -28,26 +29,7 @@ from tq_orchestrate.testing.sqs_state import md5_hex
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy credentials; no profile, endpoint, proxy or CA settings from the machine."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_SQS",
-        "AWS_CA_BUNDLE",
-        "AWS_REGION",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "AWS_SESSION_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    set_loopback_aws_env(monkeypatch, tmp_path)
 
 
 def target_for(queue_url: str, endpoint_url: str) -> AwsTarget:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.sample_tasks import PrintTask
+from tests.sqs_fixtures import set_loopback_aws_env
 from tq_orchestrate import RetryPolicy, TaskQueue, UploadError
 from tq_orchestrate.testing import Faults, SqsStandIn
 
@@ -30,25 +31,7 @@ _names = itertools.count()
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_SQS",
-        "AWS_CA_BUNDLE",
-        "AWS_REGION",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "AWS_SESSION_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    set_loopback_aws_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")
