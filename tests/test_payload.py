@@ -111,3 +111,28 @@ def test_dumps_is_compact_and_keeps_unicode() -> None:
     assert text == '{"k":"ü","n":[1,2]}'
     assert json.loads(text) == {"k": "ü", "n": [1, 2]}
     assert not math.isnan(json.loads(dumps(1.0)))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"big": 2**70, "negative": -(2**64)},  # beyond orjson's 64-bit integers
+        {"deep": json.loads("[" * 300 + "]" * 300)},  # beyond orjson's 255 levels
+        {"floats": [0.1, 1e16, -0.0, 5e-324, 1.7976931348623157e308]},
+    ],
+)
+def test_dumps_writes_what_the_fast_encoder_refuses_and_keeps_floats_exact(value: Any) -> None:
+    text = dumps(value)
+    assert json.loads(text) == value
+    assert loads(text) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [("a\ud800b", "f"), (["ok", "\udfff"], "f[1]"), ({"k\ud800": 1}, "f key"), ({"k": "x\ud83d"}, "f['k']")],
+)
+def test_lone_surrogates_are_refused_naming_the_field(value: Any, field: str) -> None:
+    with pytest.raises(SerializationError) as info:
+        to_jsonable(value, "T", "f")
+    assert info.value.field == field
+    assert "lone surrogate" in str(info.value)

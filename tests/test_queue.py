@@ -143,6 +143,13 @@ def test_bad_task_is_refused_before_anything_is_inserted(url: str) -> None:
     assert tq.enqueued == 0
 
 
+def test_bad_task_error_says_which_task_of_the_iterable(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    with pytest.raises(SerializationError, match="lone surrogate") as info:
+        tq.insert([st.PrintTask("fine"), st.PrintTask("bad \ud800 text")])
+    assert any(note.startswith("in task #1: PrintTask(") for note in info.value.__notes__)
+
+
 def test_unknown_scheme_lists_the_known_ones() -> None:
     with pytest.raises(UnknownSchemeError) as info:
         _ = TaskQueue("redis://x").backend

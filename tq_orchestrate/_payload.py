@@ -30,6 +30,7 @@ import re
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 
 from .errors import DeserializationError, SerializationError
 
@@ -50,7 +51,9 @@ def check_array_format(value: str) -> ArrayFormat:
 def to_jsonable(value: Any, task: str, field: str, array_format: ArrayFormat = "list") -> Any:
     """Return ``value`` as plain JSON data; raise SerializationError naming ``task.field``."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str:
+        return value if value.isascii() else _checked_text(value, task, field)
+    if kind is int or kind is bool or value is None:
         return value
     if kind is float:
         if math.isfinite(value):
@@ -63,9 +66,23 @@ def to_jsonable(value: Any, task: str, field: str, array_format: ArrayFormat = "
         for key, item in value.items():
             if type(key) is not str:
                 raise SerializationError(task, field, f"dict key {key!r} is not a string")
+            if not key.isascii():
+                _checked_text(key, task, f"{field} key")
             out[key] = to_jsonable(item, task, f"{field}[{key!r}]", array_format)
         return out
     return _to_jsonable_other(value, task, field, array_format)
+
+
+def _checked_text(value: str, task: str, field: str) -> str:
+    """``value`` if it is valid Unicode text; a lone surrogate (which neither UTF-8 nor SQS
+    can carry) is refused with its position."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise SerializationError(
+            task, field, f"text holds a lone surrogate {value[e.start]!r} at index {e.start} (not Unicode)"
+        ) from None
+    return value
 
 
 def _to_jsonable_other(value: Any, task: str, field: str, array_format: ArrayFormat) -> Any:
@@ -109,8 +126,17 @@ def _encode_array(value: np.ndarray, task: str, field: str, array_format: ArrayF
 
 
 def dumps(data: Any) -> str:
-    """JSON text of already-checked plain data (compact, UTF-8 kept as is)."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """JSON text of already-checked plain data (compact, UTF-8 kept as is).
+
+    orjson writes it (about ten times faster than :mod:`json` for a task's
+    payload); what orjson refuses and :mod:`json` can write (integers beyond 64
+    bits, nesting deeper than 255 levels) or must report (a lone surrogate) goes
+    to :mod:`json`. Either text parses to the same data.
+    """
+    try:
+        return orjson.dumps(data).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def envelope(payload: Any, queue_name: str) -> str:

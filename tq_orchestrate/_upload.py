@@ -24,7 +24,7 @@ from typing import Any
 import tenacity
 
 from .backends.base import Backend, EntryFailure, SendOutcome
-from .errors import BackendError, PayloadTooLargeError, UploadError
+from .errors import BackendError, PayloadError, PayloadTooLargeError, UploadError
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,11 @@ class Uploader:
         size = 0
         for index, task in enumerate(tasks):
             self._read = index + 1
-            body = self._encode(task)
+            try:
+                body = self._encode(task)
+            except PayloadError as e:
+                e.add_note(f"in task #{index}: {_describe(task)}")
+                raise
             nbytes = len(body.encode("utf-8")) if not body.isascii() else len(body)
             if nbytes > self._max_message:
                 raise PayloadTooLargeError(f"#{index} {_describe(task)}", nbytes, self._max_message)
