@@ -31,9 +31,19 @@ class FrozenCredentials(NamedTuple):
     token: str | None
 
 
+_last_date: tuple[int, str] = (-1, "")
+
+
 def amz_date(epoch_seconds: float | None = None) -> str:
     """The ``X-Amz-Date`` value (``YYYYMMDDTHHMMSSZ``, UTC) for a time (default now)."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_seconds))
+    global _last_date
+    second = int(time.time() if epoch_seconds is None else epoch_seconds)
+    cached = _last_date
+    if cached[0] == second:
+        return cached[1]
+    text = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+    _last_date = (second, text)
+    return text
 
 
 class SigV4Signer:
@@ -45,6 +55,7 @@ class SigV4Signer:
         self.host = host
         self.path = path
         self._key_cache: tuple[str, str, bytes] | None = None  # (secret, day, key)
+        self._parts_cache: dict[tuple[str, str, str | None], tuple[str, str, str]] = {}
 
     def signing_key(self, secret_key: str, day: str) -> bytes:
         """The derived key for ``day`` (``YYYYMMDD``), cached while neither changes."""
@@ -56,6 +67,24 @@ class SigV4Signer:
             key = hmac.new(key, part.encode(), _SHA256).digest()
         self._key_cache = (secret_key, day, key)
         return key
+
+    def _canonical_parts(self, content_type: str, target: str, token: str | None) -> tuple[str, str, str]:
+        """The canonical request around its date and payload hash, and the signed header names."""
+        key = (content_type, target, token)
+        parts = self._parts_cache.get(key)
+        if parts is not None:
+            return parts
+        headers = [("content-type", content_type), ("host", self.host), ("x-amz-date", "\0")]
+        if token:
+            headers.append(("x-amz-security-token", token))
+        headers.append(("x-amz-target", target))
+        signed_names = ";".join(name for name, _ in headers)
+        canonical_headers = "".join(f"{name}:{' '.join(value.split())}\n" for name, value in headers)
+        before, after = f"POST\n{self.path}\n\n{canonical_headers}\n{signed_names}\n".split("\0")
+        if len(self._parts_cache) >= 16:  # rotating session tokens: keep the cache small
+            self._parts_cache.clear()
+        parts = self._parts_cache[key] = (before, after, signed_names)
+        return parts
 
     def sign(
         self,
@@ -71,19 +100,8 @@ class SigV4Signer:
         ``timestamp`` is an :func:`amz_date` string; ``body`` the exact bytes sent.
         """
         token = credentials.token
-        headers = [
-            ("content-type", content_type),
-            ("host", self.host),
-            ("x-amz-date", timestamp),
-        ]
-        if token:
-            headers.append(("x-amz-security-token", token))
-        headers.append(("x-amz-target", target))
-        signed_names = ";".join(name for name, _ in headers)
-        canonical_headers = "".join(f"{name}:{' '.join(value.split())}\n" for name, value in headers)
-        canonical_request = (
-            f"POST\n{self.path}\n\n{canonical_headers}\n{signed_names}\n{_SHA256(body).hexdigest()}"
-        )
+        before, after, signed_names = self._canonical_parts(content_type, target, token)
+        canonical_request = f"{before}{timestamp}{after}{_SHA256(body).hexdigest()}"
         day = timestamp[:8]
         scope = f"{day}/{self.region}/{self.service}/aws4_request"
         string_to_sign = (

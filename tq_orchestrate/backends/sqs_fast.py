@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..errors import BackendError, ConfigurationError
 from ._aws import RETRYABLE_ERROR_CODES, check_endpoint
 from ._http11 import BlockingConnection, HttpPool, HttpResponse, TransportError
@@ -63,6 +65,7 @@ DEFAULT_CONCURRENCY = 128
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 SEND_TARGET = "AmazonSQS.SendMessageBatch"
+_IDS = tuple(str(i) for i in range(10))
 
 
 CredentialsProvider = Callable[[], Any]
@@ -196,10 +199,21 @@ class FastSender:
                 )
             joined = ",".join(entries)
         else:
-            joined = ",".join(
-                f'{{"Id":"{i}","MessageBody":{enc(text)},"DelaySeconds":{delay}}}'
-                for i, text in enumerate(bodies)
-            )
+            try:  # orjson writes the whole body in one call; UTF-8 is kept as is
+                return orjson.dumps(
+                    {
+                        "QueueUrl": self.queue_url,
+                        "Entries": [
+                            {"Id": _IDS[i], "MessageBody": text, "DelaySeconds": delay}
+                            for i, text in enumerate(bodies)
+                        ],
+                    }
+                )
+            except orjson.JSONEncodeError:  # a lone surrogate: escaped below, as json does
+                joined = ",".join(
+                    f'{{"Id":"{i}","MessageBody":{enc(text)},"DelaySeconds":{delay}}}'
+                    for i, text in enumerate(bodies)
+                )
         return (self._prefix + joined + "]}").encode("ascii")
 
     # -- outcomes ------------------------------------------------------------------
