@@ -58,8 +58,9 @@ class RegisteredTask:
                 f"{type(self).__name__} passed {len(args)} positional arguments to "
                 f"RegisteredTask.__init__ but its constructor names only {len(names)}"
             )
-        values = dict(zip(names, args, strict=False))
-        values.update(kwargs)
+        values = dict(zip(names, args))  # noqa: B905 - fewer args than names is fine (and faster)
+        if kwargs:
+            values.update(kwargs)
         self._args = values
         self._id: Any = None
         self.__dict__.update(values)
@@ -76,10 +77,15 @@ class RegisteredTask:
     def _payload_with(self, array_format: ArrayFormat) -> dict[str, Any]:
         fmt = self.array_format or array_format
         name = type(self).__name__
-        out = {
-            key: _payload.to_jsonable(self.__dict__.get(key, value), name, key, fmt)
-            for key, value in self._args.items()
-        }
+        attrs = self.__dict__
+        out = {}
+        for key, default in self._args.items():
+            value = attrs.get(key, default)
+            kind = type(value)
+            if kind is int or (kind is str and value.isascii()) or value is None or kind is bool:
+                out[key] = value  # the common case, without a call per field
+            else:
+                out[key] = _payload.to_jsonable(value, name, key, fmt)
         out["class"] = name
         return out
 

@@ -248,7 +248,7 @@ def parse_batch_response(body: bytes, bodies: Sequence[str]) -> list[EntryFailur
     ``Successful`` entry whose ``MD5OfMessageBody`` does not match the body sent,
     and an entry the response does not mention, are reported as retryable failures.
     """
-    data = json.loads(body)
+    data = orjson.loads(body)
     failures: dict[int, EntryFailure] = {}
     for entry in data.get("Failed") or ():
         index = int(entry["Id"])
