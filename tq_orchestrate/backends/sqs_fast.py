@@ -60,8 +60,8 @@ __all__ = [
     "sqs_error",
 ]
 
-DEFAULT_CONCURRENCY = 128
-"""Requests in flight per process: enough to hide ~20 ms round trips."""
+DEFAULT_CONCURRENCY = 256
+"""Requests in flight per process: enough to hide 20-40 ms round trips at 6,000+ calls/s."""
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 SEND_TARGET = "AmazonSQS.SendMessageBatch"
