@@ -18,7 +18,7 @@ from tq_orchestrate import (
     func2task,
     totask,
 )
-from tq_orchestrate._task import encode
+from tq_orchestrate._task import encode, encoder
 
 
 def test_constructor_arguments_become_attributes_and_payload() -> None:
@@ -54,6 +54,21 @@ def test_round_trip_through_the_envelope() -> None:
     }
     task = totask(body)
     assert isinstance(task, st.RecordTask) and task.n == 3 and task == st.RecordTask("/tmp/x", 3)
+
+
+@pytest.mark.parametrize("queue", ["q", 'blöck "7"', "a" * 80])
+@pytest.mark.parametrize("fmt", ["list", "typed"])
+def test_bulk_encoder_writes_the_same_text_as_encode(queue: str, fmt: str) -> None:
+    objects = [
+        st.RecordTask("/tmp/ü", 2**70),
+        st.PrintTask("x"),
+        st.KwTask(a=np.arange(3, dtype="<i2"), b=[1.5, None]),
+        {"class": "PrintTask", "txt": "from a dict"},
+        functools.partial(st.remember, 1, b=2),
+    ]
+    one = encoder(queue, fmt)  # type: ignore[arg-type]
+    for obj in objects:
+        assert one(obj) == encode(totask(obj), queue, fmt)  # type: ignore[arg-type]
 
 
 def test_arrays_keep_dtype_for_a_class_that_asks_for_typed() -> None:

@@ -156,7 +156,7 @@ class TaskQueue:
     def _insert_here(self, tasks: Iterable[Any], delay_seconds: float, progress: Progress | None) -> int:
         uploader = Uploader(
             self.backend,
-            self.encode,
+            _task.encoder(self.name, self.array_format),
             concurrency=self.concurrency,
             retry=self.retry,
             delay_seconds=delay_seconds,

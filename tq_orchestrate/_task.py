@@ -279,6 +279,22 @@ def encode(task: Task, queue_name: str, array_format: ArrayFormat = "list") -> s
     return _payload.envelope(task._payload_with(array_format), queue_name)
 
 
+def encoder(queue_name: str, array_format: ArrayFormat = "list") -> Callable[[Any], str]:
+    """A function giving ``encode(totask(obj), queue_name, array_format)``, cheaper per call.
+
+    For uploads of many tasks: the envelope's constant end is written once.
+    """
+    dumps = _payload.dumps
+    end = ',"queueName":' + dumps(queue_name) + "}"
+    kinds = (RegisteredTask, FunctionTask)
+
+    def encode_one(obj: Any) -> str:
+        task = obj if isinstance(obj, kinds) else totask(obj)
+        return '{"payload":' + dumps(task._payload_with(array_format)) + end
+
+    return encode_one
+
+
 def as_tasks(obj: Any) -> Iterable[Any]:
     """``obj`` as an iterable of tasks: a single task, payload or callable becomes one item."""
     if isinstance(obj, (str, bytes, dict, RegisteredTask, FunctionTask)) or not isinstance(obj, Iterable):
