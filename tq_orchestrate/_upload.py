@@ -146,6 +146,14 @@ class Uploader:
     def _done(self, batch: _Batch, outcome: SendOutcome) -> None:
         """Sender callback (any thread): count successes, queue retries, record failures."""
         state = self._state
+        if isinstance(outcome, list) and not outcome:  # every entry stored: the common case
+            with state.lock:
+                state.inserted += len(batch.bodies)
+                state.outstanding -= 1
+                state.lock.notify_all()
+            if self._progress is not None:
+                self._progress(len(batch.bodies))
+            return
         failures = self._whole_batch_failed(batch, outcome) if isinstance(outcome, BaseException) else outcome
         ok = len(batch.bodies) - len(failures)
         retry = _Batch([], [], batch.attempt + 1)

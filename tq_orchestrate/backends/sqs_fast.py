@@ -249,6 +249,7 @@ def parse_batch_response(body: bytes, bodies: Sequence[str]) -> list[EntryFailur
     and an entry the response does not mention, are reported as retryable failures.
     """
     data = orjson.loads(body)
+    count = len(bodies)
     failures: dict[int, EntryFailure] = {}
     for entry in data.get("Failed") or ():
         index = int(entry["Id"])
@@ -258,21 +259,25 @@ def parse_batch_response(body: bytes, bodies: Sequence[str]) -> list[EntryFailur
             str(entry.get("Message") or ""),
             retryable=not entry.get("SenderFault", False),
         )
-    succeeded: set[int] = set()
+    succeeded = [False] * count
     for entry in data.get("Successful") or ():
         index = int(entry["Id"])
+        if not 0 <= index < count:
+            continue
         md5 = entry.get("MD5OfMessageBody")
-        if 0 <= index < len(bodies) and md5 is not None and md5 != _md5(bodies[index]):
-            failures.setdefault(
-                index, EntryFailure(index, "MD5Mismatch", "MD5OfMessageBody does not match the body sent")
-            )
-        succeeded.add(index)
-    for index in range(len(bodies)):
-        if index not in succeeded and index not in failures:
-            failures[index] = EntryFailure(
-                index, "MissingFromResponse", "the response does not list this entry"
-            )
-    return [failures[i] for i in sorted(failures) if 0 <= i < len(bodies)]
+        if md5 is not None and md5 != _md5(bodies[index]) and index not in failures:
+            failures[index] = EntryFailure(index, "MD5Mismatch", _MD5_MISMATCH)
+        succeeded[index] = True
+    if not failures and all(succeeded):
+        return []
+    for index in range(count):
+        if not succeeded[index] and index not in failures:
+            failures[index] = EntryFailure(index, "MissingFromResponse", _NOT_LISTED)
+    return [failures[i] for i in sorted(failures) if 0 <= i < count]
+
+
+_MD5_MISMATCH = "MD5OfMessageBody does not match the body sent"
+_NOT_LISTED = "the response does not list this entry"
 
 
 def sqs_error(response: HttpResponse, queue_url: str) -> BackendError:
@@ -298,7 +303,7 @@ def sqs_error(response: HttpResponse, queue_url: str) -> BackendError:
 
 
 def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
 
 
 def _delay(delay_seconds: float) -> int:
