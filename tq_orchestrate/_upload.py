@@ -116,25 +116,35 @@ class Uploader:
         return self._check()
 
     def _batches(self, tasks: Iterable[Any]) -> Iterator[_Batch]:
+        encode, max_message, max_count, max_bytes = (
+            self._encode,
+            self._max_message,
+            self._max_count,
+            self._max_bytes,
+        )
         indexes: list[int] = []
         bodies: list[str] = []
         size = 0
+        index = -1
         for index, task in enumerate(tasks):
-            self._read = index + 1
             try:
-                body = self._encode(task)
+                body = encode(task)
             except PayloadError as e:
+                self._read = index + 1
                 e.add_note(f"in task #{index}: {_describe(task)}")
                 raise
-            nbytes = len(body.encode("utf-8")) if not body.isascii() else len(body)
-            if nbytes > self._max_message:
-                raise PayloadTooLargeError(f"#{index} {_describe(task)}", nbytes, self._max_message)
-            if bodies and (len(bodies) == self._max_count or size + nbytes > self._max_bytes):
+            nbytes = len(body) if body.isascii() else len(body.encode("utf-8"))
+            if nbytes > max_message:
+                self._read = index + 1
+                raise PayloadTooLargeError(f"#{index} {_describe(task)}", nbytes, max_message)
+            if bodies and (len(bodies) == max_count or size + nbytes > max_bytes):
+                self._read = index + 1
                 yield _Batch(indexes, bodies)
                 indexes, bodies, size = [], [], 0
             indexes.append(index)
             bodies.append(body)
             size += nbytes
+        self._read = index + 1
         if bodies:
             yield _Batch(indexes, bodies)
 
