@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -266,6 +267,7 @@ class HttpPool:
         self._loop.call_soon(self._loop.stop)
 
 
+@functools.lru_cache(maxsize=64)  # read after every response; servers repeat one value
 def keep_alive_limit(keep_alive: str, default: float) -> float:
     """Seconds an idle connection may be kept: a ``Keep-Alive: timeout=N`` value less a margin."""
     for part in keep_alive.split(","):
