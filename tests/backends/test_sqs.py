@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import botocore.exceptions
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -294,6 +295,106 @@ def test_send_batch_with_delay(stubbed: tuple[SQSBackend, Stubber]) -> None:
     assert backend.send_batch(["a"], delay_seconds=2.5) == []
     with pytest.raises(ConfigurationError, match="delay_seconds"):
         backend.send_batch(["a"], delay_seconds=901)
+
+
+def bulk_client(backend: SQSBackend) -> Any:
+    """The client the boto3 engine's bulk sender sends with (made by open_sender)."""
+    return backend._connection(bulk=True).bulk_client
+
+
+def send_through(sender: Any, bodies: list[str]) -> SendOutcome:
+    outcomes: list[SendOutcome] = []
+    sender.submit(bodies, 0, outcomes.append)
+    sender.close()
+    (outcome,) = outcomes
+    return outcome
+
+
+def test_bulk_sender_client_is_the_main_one_without_parameter_validation(aws_env: object) -> None:
+    backend = SQSBackend.from_url(AWS_URL, engine="boto3", retry_mode="adaptive", max_attempts=3)
+    backend.open_sender(12).close()
+    bulk, main = bulk_client(backend), backend.client
+    assert bulk is not main
+    assert (bulk.meta.region_name, bulk.meta.endpoint_url) == (main.meta.region_name, main.meta.endpoint_url)
+    for config in (bulk.meta.config, main.meta.config):
+        assert config.retries == {"mode": "adaptive", "total_max_attempts": 3}
+        assert (config.max_pool_connections, config.tcp_keepalive) == (32, True)
+    bad = {"QueueUrl": AWS_URL, "Entries": [{"Id": 0, "MessageBody": "a"}]}  # Id must be a str
+    with pytest.raises(botocore.exceptions.ParamValidationError):
+        main.send_message_batch(**bad)
+    with Stubber(bulk) as stub:
+        stub.add_response("send_message_batch", {"Successful": [], "Failed": []}, bad)
+        assert bulk.send_message_batch(**bad)["Successful"] == []
+    backend.open_sender(12).close()
+    assert bulk_client(backend) is bulk  # made once, reused
+    backend.open_sender(100).close()
+    assert bulk_client(backend) is not bulk  # a larger pool: both clients are remade
+    assert bulk_client(backend).meta.config.max_pool_connections == 100
+    backend.close()
+    assert backend._conn is None
+
+
+def test_bulk_sender_reports_refused_unmentioned_and_corrupted_entries(aws_env: object) -> None:
+    backend = SQSBackend.from_url(AWS_URL, engine="boto3", max_attempts=1)
+    sender = backend.open_sender(2)
+    bodies = ["a", "b", "c", "d"]
+    with Stubber(bulk_client(backend)) as stub:
+        stub.add_response(
+            "send_message_batch",
+            {
+                "Successful": [
+                    {"Id": "0", "MessageId": "m0", "MD5OfMessageBody": md5("a")},
+                    {"Id": "2", "MessageId": "m2", "MD5OfMessageBody": md5("not c")},
+                ],
+                "Failed": [
+                    {"Id": "1", "SenderFault": True, "Code": "InvalidMessageContents", "Message": "x"}
+                ],
+            },
+            {
+                "QueueUrl": AWS_URL,
+                "Entries": [
+                    {"Id": str(i), "MessageBody": b, "DelaySeconds": 0} for i, b in enumerate(bodies)
+                ],
+            },
+        )
+        outcome = send_through(sender, bodies)
+    assert isinstance(outcome, list)
+    assert [(f.index, f.code, f.retryable) for f in outcome] == [
+        (1, "InvalidMessageContents", False),
+        (2, "MD5Mismatch", True),
+        (3, "MissingFromResponse", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "retryable"), [("ThrottlingException", 400, True), ("AccessDenied", 403, False)]
+)
+def test_bulk_sender_translates_whole_call_errors(
+    aws_env: object, code: str, status: int, retryable: bool
+) -> None:
+    backend = SQSBackend.from_url(AWS_URL, engine="boto3", max_attempts=1)
+    sender = backend.open_sender(1)
+    with Stubber(bulk_client(backend)) as stub:
+        stub.add_client_error("send_message_batch", service_error_code=code, http_status_code=status)
+        outcome = send_through(sender, ["a"])
+    assert isinstance(outcome, BackendError)
+    assert (outcome.retryable, outcome.queue) == (retryable, "stubbed")
+    assert code in str(outcome)
+
+
+def test_a_body_that_is_not_text_is_refused_before_anything_is_sent(
+    stubbed: tuple[SQSBackend, Stubber],
+) -> None:
+    backend, _ = stubbed  # no response queued: a request would fail the test
+    with pytest.raises(BackendError, match="message body 1 is bytes, not str") as caught:
+        backend.send_batch(["a", b"b"])  # type: ignore[list-item]
+    assert not caught.value.retryable
+    assert backend.engine == "boto3"  # the fixture's dead proxy rules out the fast engine
+    sender = backend.open_sender(1)
+    with Stubber(bulk_client(backend)):
+        outcome = send_through(sender, ["a", 7])  # type: ignore[list-item]
+    assert isinstance(outcome, BackendError)
+    assert "message body 1 is int, not str" in str(outcome) and not outcome.retryable
 
 
 @pytest.mark.parametrize(
