@@ -95,7 +95,8 @@ def test_every_task_exactly_once(server: SqsStandIn, engine: str, kind: str) -> 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_connection_closed_by_server_between_requests(server: SqsStandIn, engine: str) -> None:
-    tq, name = queue_on(server, engine, Faults(close_after_requests=2))
+    # fewer connections than batches, so connections are reused and the server's closes are met
+    tq, name = queue_on(server, engine, Faults(close_after_requests=2), concurrency=16)
     closed = server.stats.closed
     assert tq.insert_all(tasks()) == TASKS
     assert server.stats.closed > closed
