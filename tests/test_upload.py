@@ -128,6 +128,23 @@ def test_generator_errors_propagate_after_in_flight_batches_finish() -> None:
     assert numbers(backend) == Counter(range(20))
 
 
+def test_ctrl_c_stops_without_resending_and_says_what_went_in() -> None:
+    backend = FlakyBackend(lambda call, bodies: [3] if call == 1 else None)
+    slow = RetryPolicy(attempts=5, initial_seconds=3600, max_seconds=3600)  # a resend would hang the test
+
+    def tasks() -> object:
+        yield from range(25)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        Uploader(backend, encode, retry=slow, concurrency=1).run(tasks())  # type: ignore[arg-type]
+    assert backend.calls == 2  # tasks 0-9 (3 refused) and 10-19; 20-24 never sent, 3 not resent
+    assert numbers(backend) == Counter(i for i in range(20) if i != 3)
+    assert info.value.__notes__ == [
+        "19 tasks were inserted before the upload was interrupted; refused and not resent: 1"
+    ]
+
+
 def test_progress_counts_inserted_tasks() -> None:
     backend = FlakyBackend()
     ticks: list[int] = []

@@ -107,9 +107,16 @@ class Uploader:
                     break
                 self._submit(batch)
             self._finish()
-        except BaseException as e:
+        except Exception as e:  # bad input, a broken generator: what was read still goes in
             self._finish_quietly()
             e.add_note(f"{self._state.inserted} tasks were inserted before this error")
+            raise
+        except BaseException as e:  # Ctrl-C, SystemExit: stop now, resend nothing
+            unsent = self._wait_in_flight()
+            e.add_note(
+                f"{self._state.inserted} tasks were inserted before the upload was interrupted"
+                + (f"; refused and not resent: {unsent}" if unsent else "")
+            )
             raise
         finally:
             sender.close()
@@ -220,6 +227,14 @@ class Uploader:
                 if state.outstanding == 0 and state.retries.empty():
                     return
                 state.lock.wait(0.05)
+
+    def _wait_in_flight(self) -> int:
+        """Wait for the batches in flight (not the queued retries); return the tasks not resent."""
+        state = self._state
+        with state.lock:
+            while state.outstanding > state.retries.qsize():
+                state.lock.wait(0.05)
+            return sum(len(batch.bodies) for _, batch in list(state.retries.queue))
 
     def _finish_quietly(self) -> None:
         try:
