@@ -6,6 +6,11 @@ signatures, and keeps queues in memory (:mod:`.sqs_state`). A request costs a
 few tens of microseconds; ``latency_seconds`` delays every response to mimic a
 network round trip. :class:`Faults` injects failures for tests.
 
+Uploads take a short path while no fault is set: a ``SendMessageBatch`` that
+stores every entry is read with orjson and answered by
+:meth:`.SqsState.send_plain_batch` (the same bytes, not through
+:meth:`.SqsState.handle`); every other request goes the general way.
+
 In a test::
 
     with SqsStandIn(latency_seconds=0.0, faults=Faults(throttle_rate=0.1)) as server:
@@ -31,11 +36,13 @@ import signal
 import ssl
 import sys
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import orjson
 
 from .sqs_state import Reply, SqsState
 
@@ -44,6 +51,7 @@ __all__ = ["FaultStats", "Faults", "SqsStandIn", "main"]
 T = TypeVar("T")
 
 _MAX_HEAD_BYTES = 64 * 1024
+_READ_BYTES = 64 * 1024  # per read; asyncio's 256 KiB reads cost a fresh allocation each (~15 us)
 _POLL_SECONDS = 0.02
 _SEND_OPERATIONS = frozenset({"SendMessageBatch", "SendMessage"})
 _REASONS = {
@@ -133,6 +141,7 @@ class SqsStandIn:
         self.chunked_responses = chunked_responses
         self.keep_alive_timeout_seconds = keep_alive_timeout_seconds
         self._faults = faults or Faults()
+        self._quiet = _injects_nothing(self._faults)
         self._rng = random.Random(self._faults.seed)
         self._stats = FaultStats()
         self._state = SqsState(store=store, region=region, account=account)
@@ -141,6 +150,9 @@ class SqsStandIn:
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[_HttpConnection] = set()
         self._polls: set[asyncio.Future[None]] = set()
+        self._read_buffer = memoryview(bytearray(_READ_BYTES))  # every connection reads into it in turn
+        self._due: deque[tuple[float, _HttpConnection, bytes]] = deque()  # delayed responses, by time
+        self._due_timer: asyncio.TimerHandle | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -153,6 +165,8 @@ class SqsStandIn:
     async def serve(self) -> None:
         """Start listening in the running loop (``port`` is set afterwards)."""
         self._loop = asyncio.get_running_loop()
+        self._due.clear()  # responses of a former run, and its loop's timer
+        self._due_timer = None
         self._server = await self._loop.create_server(
             lambda: _HttpConnection(self), self.host, self.port, ssl=self.ssl_context
         )
@@ -165,6 +179,10 @@ class SqsStandIn:
             self._server.close()
         for conn in list(self._connections):
             conn.abort()
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        self._due.clear()
         for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
             task.cancel()
         if self._server is not None:
@@ -255,6 +273,7 @@ class SqsStandIn:
     def faults(self, faults: Faults) -> None:
         def swap() -> None:
             self._faults = faults
+            self._quiet = _injects_nothing(faults)
             self._rng = random.Random(faults.seed)
 
         self.call(swap)
@@ -264,10 +283,18 @@ class SqsStandIn:
     def _handle(self, conn: _HttpConnection, operation: str, body: bytes) -> None:
         stats, faults, rng = self._stats, self._faults, self._rng
         stats.requests[operation] += 1
-        targeted = operation in faults.operations
-        draw = rng.random() if targeted else 1.0
-        bands = (faults.drop_before_rate, faults.throttle_rate, faults.error_rate, faults.drop_after_rate)
-        kind = next((i for i, edge in enumerate(_cumulative(bands)) if draw < edge), -1)
+        if self._quiet:  # no draws: nothing to inject
+            if operation == "SendMessageBatch":
+                payload = self._send_plain(body)
+                if payload is not None:
+                    conn.send(payload, self.latency_seconds)
+                    return
+            targeted, kind = False, -1
+        else:
+            targeted = operation in faults.operations
+            draw = rng.random() if targeted else 1.0
+            bands = (faults.drop_before_rate, faults.throttle_rate, faults.error_rate, faults.drop_after_rate)
+            kind = next((i for i, edge in enumerate(_cumulative(bands)) if draw < edge), -1)
         if kind == 0:
             stats.dropped_before += 1
             conn.abort()
@@ -316,6 +343,47 @@ class SqsStandIn:
             conn.abort_later(delay)
             return
         conn.respond(reply, delay)
+
+    def _send_plain(self, body: bytes) -> bytes | None:
+        """The reply to a batch :meth:`SqsState.send_plain_batch` answers, else None (nothing done).
+
+        orjson reads the body (json takes four times as long); it reads integers
+        beyond 64 bits as floats, which ``send_plain_batch`` refuses like every
+        other non-plain value, and every request it refuses is read again by
+        :mod:`json`.
+        """
+        try:
+            params = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return self._state.send_plain_batch(params) if type(params) is dict else None
+
+    def _write_later(self, conn: _HttpConnection, data: bytes, delay: float) -> None:
+        """Write ``data`` to ``conn`` in ``delay`` seconds (one timer serves every response due in order)."""
+        loop = self._loop
+        assert loop is not None
+        when, due = loop.time() + delay, self._due
+        if due and when < due[-1][0]:  # due before the last one queued (another delay): a timer of its own
+            loop.call_at(when, conn._write, data)
+            return
+        due.append((when, conn, data))
+        if self._due_timer is None:
+            self._due_timer = loop.call_at(due[0][0], self._write_due)
+
+    def _write_due(self) -> None:
+        loop, due = self._loop, self._due
+        assert loop is not None
+        self._due_timer = None
+        while due and due[0][0] <= loop.time():
+            _, conn, data = due.popleft()
+            try:
+                conn._write(data)
+            except Exception as exc:  # reported as a timer callback's would be; the others still go out
+                loop.call_exception_handler(
+                    {"message": "stand-in: writing a delayed response failed", "exception": exc}
+                )
+        if due and self._due_timer is None:
+            self._due_timer = loop.call_at(due[0][0], self._write_due)
 
     def _run(self, operation: str, params: dict[str, Any], targeted: bool) -> Reply:
         faults, state = self._faults, self._state
@@ -366,6 +434,20 @@ class SqsStandIn:
         conn.respond(self._state.handle("ReceiveMessage", params), self.latency_seconds)
 
 
+def _injects_nothing(faults: Faults) -> bool:
+    """True if ``faults`` never changes an answer (``close_after_requests`` aside)."""
+    return not (
+        faults.entry_failure_rate
+        or faults.fail_entry
+        or faults.throttle_rate
+        or faults.error_rate
+        or faults.drop_before_rate
+        or faults.drop_after_rate
+        or faults.bad_md5_rate
+        or faults.slow_rate
+    )
+
+
 def _cumulative(rates: Sequence[float]) -> list[float]:
     out, total = [], 0.0
     for rate in rates:
@@ -389,7 +471,7 @@ def _batch_with(state: SqsState, params: dict[str, Any], fail: Callable[[str], b
         return SqsFault("InvalidParameterValue", f"{type(e).__name__}: {e}").reply()
 
 
-class _HttpConnection(asyncio.Protocol):
+class _HttpConnection(asyncio.BufferedProtocol):
     """One client connection: HTTP/1.1 requests answered in order, keep-alive."""
 
     def __init__(self, server: SqsStandIn) -> None:
@@ -401,6 +483,7 @@ class _HttpConnection(asyncio.Protocol):
         self._served = 0
         self.closed = False
         self._request_ids = 0
+        self._id_tag = f"{id(self) & 0xFFFFFF:06x}"
         self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -413,7 +496,13 @@ class _HttpConnection(asyncio.Protocol):
         self.closed = True
         self._server._connections.discard(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._server._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._received(self._server._read_buffer[:nbytes])
+
+    def _received(self, data: memoryview) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
@@ -488,33 +577,43 @@ class _HttpConnection(asyncio.Protocol):
         return head, body
 
     def respond(self, reply: Reply, delay: float) -> None:
-        data = self._encode(reply)
+        payload = json.dumps(reply.document, separators=(",", ":")).encode("utf-8")
+        self._send(self._encode(reply.status, payload, reply.headers), delay)
+
+    def send(self, payload: bytes, delay: float) -> None:
+        """Answer 200 with ``payload`` (a JSON document) after ``delay`` seconds."""
+        self._send(self._encode(200, payload, ()), delay)
+
+    def _send(self, data: bytes, delay: float) -> None:
         if delay > 0:
-            asyncio.get_running_loop().call_later(delay, self._write, data)
+            self._server._write_later(self, data, delay)
         else:
             self._write(data)
 
-    def _encode(self, reply: Reply) -> bytes:
-        payload = json.dumps(reply.document, separators=(",", ":")).encode("utf-8")
+    def _encode(self, status: int, payload: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
         self._request_ids += 1
-        lines = [
-            f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Error')}",
-            "Content-Type: application/x-amz-json-1.0",
-            f"x-amzn-RequestId: 5e5e0000-0000-4000-8000-{id(self) & 0xFFFFFF:06x}{self._request_ids:06x}",
-            "Connection: close" if self._close_after else "Connection: keep-alive",
-        ]
-        keep_alive = self._server.keep_alive_timeout_seconds
+        server = self._server
+        keep_alive = server.keep_alive_timeout_seconds
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+            "Content-Type: application/x-amz-json-1.0\r\n"
+            f"x-amzn-RequestId: 5e5e0000-0000-4000-8000-{self._id_tag}{self._request_ids:06x}\r\n"
+            + ("Connection: close\r\n" if self._close_after else "Connection: keep-alive\r\n")
+        )
         if keep_alive is not None and not self._close_after:
-            lines.append(f"Keep-Alive: timeout={keep_alive:g}")
-        lines += [f"{name}: {value}" for name, value in reply.headers]
-        if self._server.chunked_responses and payload:
+            head += f"Keep-Alive: timeout={keep_alive:g}\r\n"
+        for name, value in headers:
+            head += f"{name}: {value}\r\n"
+        if server.chunked_responses and payload:
             half = len(payload) // 2 or len(payload)
             chunks = [payload[:half], payload[half:]]
             framed = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks if c)
-            lines.append("Transfer-Encoding: chunked")
-            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + framed + b"0\r\nX-Trailer: t\r\n\r\n"
-        lines.append(f"Content-Length: {len(payload)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+            return (
+                (head + "Transfer-Encoding: chunked\r\n\r\n").encode("latin-1")
+                + framed
+                + b"0\r\nX-Trailer: t\r\n\r\n"
+            )
+        return (head + f"Content-Length: {len(payload)}\r\n\r\n").encode("latin-1") + payload
 
     def _write(self, data: bytes) -> None:
         transport = self._transport

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import importlib
 import itertools
 import json
 import re
@@ -20,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_BATCH_BYTES = 1024 * 1024
@@ -28,6 +29,10 @@ _DEDUP_SECONDS = 300.0
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
 _INVALID_CHARS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_PLAIN_IDS = re.compile(r"[A-Za-z0-9_-]{1,80}(?:,[A-Za-z0-9_-]{1,80})*")  # batch entry ids, comma-joined
+_NOT_ALLOWED_ASCII = bytes([*range(9), 11, 12, *range(14, 32)])  # what _INVALID_CHARS finds in ASCII
+_HEX2 = [f"{i:02x}" for i in range(256)]
+_SHORT_BODY = 1024  # bytes: CPython's own MD5 is quicker than OpenSSL's below this, slower above
 
 VISIBLE, INFLIGHT, DELAYED = 0, 1, 2
 
@@ -69,6 +74,17 @@ def _invalid(message: str) -> SqsFault:
 def md5_hex(text: str) -> str:
     """SQS's ``MD5OfMessageBody``: MD5 of the UTF-8 bytes."""
     return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+class _Digest(Protocol):
+    def hexdigest(self) -> str: ...
+
+
+_short_md5: Callable[[bytes], _Digest]
+try:  # CPython's own MD5 (not in every build): half the cost of OpenSSL's for a short body
+    _short_md5 = importlib.import_module("_md5").md5
+except ImportError:  # pragma: no cover - depends on the build
+    _short_md5 = hashlib.md5
 
 
 class Message:
@@ -318,6 +334,63 @@ class SqsState:
                 ok["SequenceNumber"] = message.sequence
             successful.append(ok)
         return {"Successful": successful, "Failed": failed}
+
+    def send_plain_batch(self, params: Params) -> bytes | None:
+        """The upload hot path: ``SendMessageBatch``'s reply as JSON bytes, or None with nothing done.
+
+        ``params`` as a JSON parser gives them (plain dicts, lists, str, int). It
+        answers only a batch that :meth:`send_message_batch` would store whole
+        through :meth:`_store_plain`: a standard queue, 1 to 10 entries with
+        distinct ids of ``[A-Za-z0-9_-]``, each a non-empty ``str`` body of at most
+        256 Ki characters that SQS allows, an ``int`` delay of 0 to 900 s (or the
+        queue's default) and no message attributes, within the batch size limit.
+        It checks the whole batch at once, stores it like ``_store_plain`` and
+        returns what ``json.dumps(document, separators=(",", ":"))`` writes for the
+        same document. For anything else (errors included) it returns None before
+        changing anything, and :meth:`handle` answers the request as usual.
+        """
+        entries, url = params.get("Entries"), params.get("QueueUrl")
+        if type(entries) is not list or not 0 < len(entries) <= 10 or type(url) is not str:
+            return None
+        queue = self.queues.get(url.rstrip("/").rsplit("/", 1)[-1])
+        if queue is None or queue.fifo:
+            return None
+        try:
+            default_delay = int(queue.number("DelaySeconds", 0))
+        except (ValueError, OverflowError):  # a NaN or infinite default: handle() says what it says
+            return None
+        batch = _plain_batch(entries, default_delay)
+        if batch is None:
+            return None
+        ids, bodies, delays, digests = batch
+        message_ids = self._message_ids(len(ids))
+        if self.store:
+            messages = queue.messages
+            now, sent_ms = self.clock(), int(time.time() * 1000)
+            for message_id, body, digest, delay in zip(message_ids, bodies, digests, delays, strict=True):
+                message = Message(message_id, body, digest, sent_ms)
+                messages[message_id] = message
+                if delay > 0:
+                    self._set_state(queue, message, DELAYED, now + delay, counted=False)
+                else:
+                    self._set_state(queue, message, VISIBLE, counted=False)
+        # {"Successful":[{"Id":..,"MessageId":..,"MD5OfMessageBody":..},..],"Failed":[]}; the ids
+        # match _PLAIN_IDS and the rest is hex, so nothing needs escaping
+        rows = zip(ids, message_ids, digests, strict=True)
+        successful = '"},{"Id":"'.join(
+            [f'{i}","MessageId":"{m}","MD5OfMessageBody":"{d}' for i, m, d in rows]
+        )
+        return ('{"Successful":[{"Id":"' + successful + '"}],"Failed":[]}').encode()
+
+    def _message_ids(self, count: int) -> list[str]:
+        """The next ``count`` message ids (what ``count`` calls of ``next(self._ids)`` would make)."""
+        first = next(self._ids)
+        self._ids = itertools.count(first + count)
+        low = first & 0xFF
+        if low + count > 256:
+            return [f"{self._id_prefix}-{n:012x}" for n in range(first, first + count)]
+        head = f"{self._id_prefix}-{first >> 8:010x}"  # the same text: 10 hex digits, then 2
+        return [head + low_digits for low_digits in _HEX2[low : low + count]]
 
     def _store_plain(
         self, queue: Queue, entries: list[Params], successful: list[dict[str, Any]]
@@ -601,6 +674,49 @@ def _batch_entries(params: Params) -> list[Params]:
             query_code="AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
         )
     return entries
+
+
+def _plain_batch(
+    entries: list[Any], default_delay: int
+) -> tuple[list[str], list[str], list[int], list[str]] | None:
+    """(ids, bodies, delays, body MD5s) of a batch :meth:`SqsState.send_plain_batch` takes, else None.
+
+    Checks the batch as a whole (a handful of C calls, not a dozen per entry).
+    """
+    try:
+        ids = [entry["Id"] for entry in entries]
+        joined = ",".join(ids)  # TypeError unless every id is a str
+    except (KeyError, TypeError):  # an entry that is no dict, or has no Id
+        return None
+    if joined.count(",") != len(ids) - 1 or not _PLAIN_IDS.fullmatch(joined) or len(set(ids)) != len(ids):
+        return None
+    bodies = [entry.get("MessageBody") for entry in entries]
+    delays = [entry.get("DelaySeconds", default_delay) for entry in entries]
+    if (
+        set(map(type, bodies)) != {str}
+        or set(map(type, delays)) != {int}
+        or not all(bodies)
+        or min(delays) < 0
+        or max(delays) > 900
+        or max(map(len, bodies)) > MAX_MESSAGE_BYTES // 4
+        or any("MessageAttributes" in entry for entry in entries)
+    ):
+        return None
+    text = "".join(bodies)
+    utf8 = text.encode("utf-8", "surrogatepass")  # lone surrogates are refused just below
+    if len(utf8) > MAX_BATCH_BYTES:
+        return None
+    if text.isascii():
+        if len(utf8.translate(None, _NOT_ALLOWED_ASCII)) != len(utf8):
+            return None
+    elif _INVALID_CHARS.search(text):
+        return None
+    md5 = hashlib.md5
+    digests = [
+        (_short_md5 if len(data) < _SHORT_BODY else md5)(data).hexdigest()
+        for data in [body.encode("utf-8") for body in bodies]
+    ]
+    return ids, bodies, delays, digests
 
 
 def _utf8_len(text: str) -> int:
