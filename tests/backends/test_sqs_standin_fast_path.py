@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tq_orchestrate.testing import Faults, SqsStandIn
+from tq_orchestrate.testing.sqs_server import _READ_HEADERS, _HttpConnection, _parse_head
 from tq_orchestrate.testing.sqs_state import Queue, SqsState, md5_hex
 
 ENDPOINT = "http://127.0.0.1:1"
@@ -375,3 +376,93 @@ def test_delayed_responses_after_a_restart() -> None:
         pending.close()
     finally:
         server.stop()
+
+
+def reference_response(
+    conn: _HttpConnection, status: int, reason: str, payload: bytes, headers: tuple[tuple[str, str], ...]
+) -> bytes:
+    """The response bytes as the server has always framed them, line by line."""
+    server = conn._server
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        "Content-Type: application/x-amz-json-1.0",
+        f"x-amzn-RequestId: 5e5e0000-0000-4000-8000-{id(conn) & 0xFFFFFF:06x}{conn._request_ids:06x}",
+        "Connection: close" if conn._close_after else "Connection: keep-alive",
+    ]
+    if server.keep_alive_timeout_seconds is not None and not conn._close_after:
+        lines.append(f"Keep-Alive: timeout={server.keep_alive_timeout_seconds:g}")
+    lines += [f"{name}: {value}" for name, value in headers]
+    if server.chunked_responses and payload:
+        half = len(payload) // 2 or len(payload)
+        framed = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in (payload[:half], payload[half:]) if c)
+        lines.append("Transfer-Encoding: chunked")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + framed + b"0\r\nX-Trailer: t\r\n\r\n"
+    lines.append(f"Content-Length: {len(payload)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+
+@pytest.mark.parametrize("keep_alive", [None, 2.5])
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("close", [False, True])
+def test_response_framing(keep_alive: float | None, chunked: bool, close: bool) -> None:
+    server = SqsStandIn(keep_alive_timeout_seconds=keep_alive, chunked_responses=chunked)
+    conn = _HttpConnection(server)
+    conn._close_after = close
+    cases = [(200, "OK", b'{"a":1}', ()), (200, "OK", b"", ()), (400, "Bad Request", b"{}", (("x-h", "v"),))]
+    for number in (1, 0xABCDEF, 0x1234567):
+        for status, reason, payload, headers in cases:
+            conn._request_ids = number - 1
+            got = conn._encode(status, payload, headers)
+            assert got == reference_response(conn, status, reason, payload, headers)
+
+
+def every_line(text: str) -> dict[str, str]:
+    """A request head read line by line, every header kept."""
+    lines = text.split("\r\n")
+    head = {":method": lines[0].split(" ", 1)[0].upper()}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        head[name.strip().lower()] = value.strip()
+    return head
+
+
+CHARACTERS = [
+    "\r\n",
+    "\r",
+    "\n",
+    " ",
+    "\t",
+    ":",
+    "\x85",
+    "\xa0",
+    "\x1c",
+    "\x0b",
+    "a",
+    "X",
+    "c",
+    "T",
+    ";",
+    "0",
+]
+WORDS = [
+    "close",
+    "x-amz-target",
+    "X-Amz-Target",
+    "Connection",
+    "Transfer-Encoding",
+    "chunked",
+    "Content-Length",
+]
+LINES = ["POST / HTTP/1.1", "GET", "Host: h", "Authorization: x;x-amz-target"]
+head_pieces = st.sampled_from([*CHARACTERS, *WORDS, *LINES]) | st.characters(max_codepoint=255)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(text=st.lists(head_pieces, max_size=30).map("".join))
+@example(
+    text="POST / HTTP/1.1\r\n Content-Length : 5\r\nconnection\r\nX-Amz-Target:a:b\r\n\tx-amz-target: B "
+)
+def test_head_parse_reads_what_every_line_gives(text: str) -> None:
+    got, want = _parse_head(text), every_line(text)
+    for name in (":method", *_READ_HEADERS):
+        assert got.get(name) == want.get(name)

@@ -53,6 +53,10 @@ T = TypeVar("T")
 _MAX_HEAD_BYTES = 64 * 1024
 _READ_BYTES = 64 * 1024  # per read; asyncio's 256 KiB reads cost a fresh allocation each (~15 us)
 _POLL_SECONDS = 0.02
+_READ_HEADERS = ("x-amz-target", "connection", "transfer-encoding", "content-length")
+_READ_HEADER_STARTS = frozenset(  # how a line naming one of them starts (perhaps with whitespace)
+    c for c in map(chr, range(256)) if c.isspace() or c.lower() in {name[0] for name in _READ_HEADERS}
+)
 _SEND_OPERATIONS = frozenset({"SendMessageBatch", "SendMessage"})
 _REASONS = {
     200: "OK",
@@ -280,7 +284,7 @@ class SqsStandIn:
 
     # -- request handling (loop thread) ---------------------------------------------------
 
-    def _handle(self, conn: _HttpConnection, operation: str, body: bytes) -> None:
+    def _handle(self, conn: _HttpConnection, operation: str, body: bytes | bytearray) -> None:
         stats, faults, rng = self._stats, self._faults, self._rng
         stats.requests[operation] += 1
         if self._quiet:  # no draws: nothing to inject
@@ -344,7 +348,7 @@ class SqsStandIn:
             return
         conn.respond(reply, delay)
 
-    def _send_plain(self, body: bytes) -> bytes | None:
+    def _send_plain(self, body: bytes | bytearray) -> bytes | None:
         """The reply to a batch :meth:`SqsState.send_plain_batch` answers, else None (nothing done).
 
         orjson reads the body (json takes four times as long); it reads integers
@@ -448,6 +452,18 @@ def _injects_nothing(faults: Faults) -> bool:
     )
 
 
+def _parse_head(text: str) -> dict[str, str]:
+    """``:method`` and the :data:`_READ_HEADERS` of a request head (lower-case names, values
+    stripped, the last line of a name wins); lines naming other headers are skipped unread."""
+    lines = text.split("\r\n")
+    head = {":method": lines[0].split(" ", 1)[0].upper()}
+    for line in lines[1:]:
+        if line[:1] in _READ_HEADER_STARTS:
+            name, _, value = line.partition(":")
+            head[name.strip().lower()] = value.strip()
+    return head
+
+
 def _cumulative(rates: Sequence[float]) -> list[float]:
     out, total = [], 0.0
     for rate in rates:
@@ -484,6 +500,11 @@ class _HttpConnection(asyncio.BufferedProtocol):
         self.closed = False
         self._request_ids = 0
         self._id_tag = f"{id(self) & 0xFFFFFF:06x}"
+        self._ok_head = (  # what _encode writes for a plain 200: (request number, length, payload)
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+            b"x-amzn-RequestId: 5e5e0000-0000-4000-8000-%s%%06x\r\n"
+            b"Connection: keep-alive\r\nContent-Length: %%d\r\n\r\n%%s"
+        ) % self._id_tag.encode()
         self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -500,13 +521,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
         return self._server._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._received(self._server._read_buffer[:nbytes])
-
-    def _received(self, data: memoryview) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        self._buf += data
+        self._buf += self._server._read_buffer[:nbytes]
         if not self._busy:
             self._process()
 
@@ -551,18 +569,14 @@ class _HttpConnection(asyncio.BufferedProtocol):
             else:
                 self._server._handle(self, target[len("AmazonSQS.") :], body)
 
-    def _next_request(self) -> tuple[dict[str, str], bytes] | None:
+    def _next_request(self) -> tuple[dict[str, str], bytearray] | None:
         buf = self._buf
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > _MAX_HEAD_BYTES:
                 self.abort()
             return None
-        lines = buf[:end].decode("latin-1").split("\r\n")
-        head = {":method": lines[0].split(" ", 1)[0].upper()}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            head[name.strip().lower()] = value.strip()
+        head = _parse_head(buf[:end].decode("latin-1"))
         if "chunked" in head.get("transfer-encoding", "").lower():
             del buf[: end + 4]
             self._busy = True
@@ -572,7 +586,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
         length = int(head.get("content-length", "0") or 0)
         if len(buf) < end + 4 + length:
             return None
-        body = bytes(buf[end + 4 : end + 4 + length])
+        body = buf[end + 4 : end + 4 + length]
         del buf[: end + 4 + length]
         return head, body
 
@@ -594,6 +608,12 @@ class _HttpConnection(asyncio.BufferedProtocol):
         self._request_ids += 1
         server = self._server
         keep_alive = server.keep_alive_timeout_seconds
+        if (
+            status == 200
+            and not (headers or self._close_after or server.chunked_responses)
+            and keep_alive is None
+        ):
+            return self._ok_head % (self._request_ids, len(payload), payload)
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
             "Content-Type: application/x-amz-json-1.0\r\n"

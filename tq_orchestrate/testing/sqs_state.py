@@ -32,7 +32,8 @@ _INVALID_CHARS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010
 _PLAIN_IDS = re.compile(r"[A-Za-z0-9_-]{1,80}(?:,[A-Za-z0-9_-]{1,80})*")  # batch entry ids, comma-joined
 _NOT_ALLOWED_ASCII = bytes([*range(9), 11, 12, *range(14, 32)])  # what _INVALID_CHARS finds in ASCII
 _HEX2 = [f"{i:02x}" for i in range(256)]
-_SHORT_BODY = 1024  # bytes: CPython's own MD5 is quicker than OpenSSL's below this, slower above
+_SHORT_IDS = frozenset(str(i) for i in range(100))  # the usual batch entry ids: valid, no pattern needed
+_SHORT_BODY = 1024  # characters: CPython's own MD5 is quicker than OpenSSL's for shorter bodies
 
 VISIBLE, INFLIGHT, DELAYED = 0, 1, 2
 
@@ -173,6 +174,7 @@ class SqsState:
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
         self._id_prefix = f"{int(time.time()) & 0xFFFFFFFF:08x}-5e5e-4000-8000"
+        self._id_head = (-1, "")  # a block of 256 message ids, and their common head
         self.operations: dict[str, Callable[[Params], dict[str, Any]]] = {
             "CreateQueue": self.create_queue,
             "GetQueueUrl": self.get_queue_url,
@@ -363,11 +365,12 @@ class SqsState:
         if batch is None:
             return None
         ids, bodies, delays, digests = batch
-        message_ids = self._message_ids(len(ids))
+        head, tails = self._message_ids(len(ids))
         if self.store:
             messages = queue.messages
             now, sent_ms = self.clock(), int(time.time() * 1000)
-            for message_id, body, digest, delay in zip(message_ids, bodies, digests, delays, strict=True):
+            for tail, body, digest, delay in zip(tails, bodies, digests, delays, strict=True):
+                message_id = head + tail
                 message = Message(message_id, body, digest, sent_ms)
                 messages[message_id] = message
                 if delay > 0:
@@ -376,21 +379,25 @@ class SqsState:
                     self._set_state(queue, message, VISIBLE, counted=False)
         # {"Successful":[{"Id":..,"MessageId":..,"MD5OfMessageBody":..},..],"Failed":[]}; the ids
         # match _PLAIN_IDS and the rest is hex, so nothing needs escaping
-        rows = zip(ids, message_ids, digests, strict=True)
+        rows = zip(ids, tails, digests, strict=True)
         successful = '"},{"Id":"'.join(
-            [f'{i}","MessageId":"{m}","MD5OfMessageBody":"{d}' for i, m, d in rows]
+            [f'{i}","MessageId":"{head}{t}","MD5OfMessageBody":"{d}' for i, t, d in rows]
         )
         return ('{"Successful":[{"Id":"' + successful + '"}],"Failed":[]}').encode()
 
-    def _message_ids(self, count: int) -> list[str]:
-        """The next ``count`` message ids (what ``count`` calls of ``next(self._ids)`` would make)."""
+    def _message_ids(self, count: int) -> tuple[str, list[str]]:
+        """The next ``count`` message ids (those ``count`` calls of ``next(self._ids)`` would make),
+        as a head common to all and their tails: ``head + tail`` each."""
         first = next(self._ids)
         self._ids = itertools.count(first + count)
         low = first & 0xFF
         if low + count > 256:
-            return [f"{self._id_prefix}-{n:012x}" for n in range(first, first + count)]
-        head = f"{self._id_prefix}-{first >> 8:010x}"  # the same text: 10 hex digits, then 2
-        return [head + low_digits for low_digits in _HEX2[low : low + count]]
+            return "", [f"{self._id_prefix}-{n:012x}" for n in range(first, first + count)]
+        block, head = self._id_head
+        if block != first >> 8:
+            block, head = first >> 8, f"{self._id_prefix}-{first >> 8:010x}"  # 10 hex digits, then 2
+            self._id_head = block, head
+        return head, _HEX2[low : low + count]
 
     def _store_plain(
         self, queue: Queue, entries: list[Params], successful: list[dict[str, Any]]
@@ -681,28 +688,27 @@ def _plain_batch(
 ) -> tuple[list[str], list[str], list[int], list[str]] | None:
     """(ids, bodies, delays, body MD5s) of a batch :meth:`SqsState.send_plain_batch` takes, else None.
 
-    Checks the batch as a whole (a handful of C calls, not a dozen per entry).
+    Checks the batch as a whole: a handful of C calls, not a dozen per entry.
     """
     try:
         ids = [entry["Id"] for entry in entries]
-        joined = ",".join(ids)  # TypeError unless every id is a str
-    except (KeyError, TypeError):  # an entry that is no dict, or has no Id
+        bodies = [entry["MessageBody"] for entry in entries]
+        text = "".join(bodies)  # TypeError unless every body is a str (JSON makes no subclasses)
+        distinct = set(ids)
+    except (KeyError, TypeError):  # an entry that is no dict, lacks an id or a body, ...
         return None
-    if joined.count(",") != len(ids) - 1 or not _PLAIN_IDS.fullmatch(joined) or len(set(ids)) != len(ids):
-        return None
-    bodies = [entry.get("MessageBody") for entry in entries]
     delays = [entry.get("DelaySeconds", default_delay) for entry in entries]
     if (
-        set(map(type, bodies)) != {str}
+        len(distinct) != len(ids)
+        or not (distinct <= _SHORT_IDS or _plain_ids(ids))
         or set(map(type, delays)) != {int}
-        or not all(bodies)
         or min(delays) < 0
         or max(delays) > 900
-        or max(map(len, bodies)) > MAX_MESSAGE_BYTES // 4
+        or not all(bodies)
+        or (len(text) > MAX_MESSAGE_BYTES // 4 and max(map(len, bodies)) > MAX_MESSAGE_BYTES // 4)
         or any("MessageAttributes" in entry for entry in entries)
     ):
         return None
-    text = "".join(bodies)
     utf8 = text.encode("utf-8", "surrogatepass")  # lone surrogates are refused just below
     if len(utf8) > MAX_BATCH_BYTES:
         return None
@@ -711,12 +717,20 @@ def _plain_batch(
             return None
     elif _INVALID_CHARS.search(text):
         return None
+    if len(text) < _SHORT_BODY:  # every body is short
+        return ids, bodies, delays, [_short_md5(body.encode()).hexdigest() for body in bodies]
     md5 = hashlib.md5
-    digests = [
-        (_short_md5 if len(data) < _SHORT_BODY else md5)(data).hexdigest()
-        for data in [body.encode("utf-8") for body in bodies]
-    ]
+    digests = [(_short_md5 if len(body) < _SHORT_BODY else md5)(body.encode()).hexdigest() for body in bodies]
     return ids, bodies, delays, digests
+
+
+def _plain_ids(ids: list[Any]) -> bool:
+    """True if every id is a ``str`` of 1 to 80 of ``[A-Za-z0-9_-]``."""
+    try:
+        joined = ",".join(ids)
+    except TypeError:  # an id that is no str
+        return False
+    return joined.count(",") == len(ids) - 1 and _PLAIN_IDS.fullmatch(joined) is not None
 
 
 def _utf8_len(text: str) -> int:
