@@ -367,7 +367,7 @@ class SqsState:
         ids, bodies, delays, digests = batch
         head, tails = self._message_ids(len(ids))
         if self.store:
-            messages = queue.messages
+            messages, ready, counts, seq = queue.messages, queue.ready, queue.counts, self._seq
             now, sent_ms = self.clock(), int(time.time() * 1000)
             for tail, body, digest, delay in zip(tails, bodies, digests, delays, strict=True):
                 message_id = head + tail
@@ -375,8 +375,10 @@ class SqsState:
                 messages[message_id] = message
                 if delay > 0:
                     self._set_state(queue, message, DELAYED, now + delay, counted=False)
-                else:
-                    self._set_state(queue, message, VISIBLE, counted=False)
+                else:  # _set_state(queue, message, VISIBLE, counted=False), inline: a new message is VISIBLE
+                    token = message.token = next(seq)
+                    ready.append((message, token))
+                    counts[VISIBLE] += 1
         # {"Successful":[{"Id":..,"MessageId":..,"MD5OfMessageBody":..},..],"Failed":[]}; the ids
         # match _PLAIN_IDS and the rest is hex, so nothing needs escaping
         rows = zip(ids, tails, digests, strict=True)
