@@ -55,6 +55,7 @@ _MAX_HEAD_BYTES = 64 * 1024
 _READ_BYTES = 64 * 1024  # per read; asyncio's 256 KiB reads cost a fresh allocation each (~15 us)
 _POLL_SECONDS = 0.02
 _READ_HEADERS = ("x-amz-target", "connection", "transfer-encoding", "content-length")
+_KNOWN_LINES = 1024  # head lines remembered (X-Amz-Date and Content-Length lines keep coming)
 _READ_HEADER_STARTS = frozenset(  # how a line naming one of them starts (perhaps with whitespace)
     c for c in map(chr, range(256)) if c.isspace() or c.lower() in {name[0] for name in _READ_HEADERS}
 )
@@ -158,6 +159,7 @@ class SqsStandIn:
         self._read_buffer = memoryview(bytearray(_READ_BYTES))  # every connection reads into it in turn
         self._due: deque[tuple[float, _HttpConnection, bytes]] = deque()  # delayed responses, by time
         self._due_timer: asyncio.TimerHandle | None = None
+        self._head_lines: dict[str, tuple[str, str]] = {}  # see _parse_head
 
     @property
     def endpoint_url(self) -> str:
@@ -379,7 +381,8 @@ class SqsStandIn:
         loop, due = self._loop, self._due
         assert loop is not None
         self._due_timer = None
-        while due and due[0][0] <= loop.time():
+        now = loop.time()
+        while due and due[0][0] <= now:
             _, conn, data = due.popleft()
             try:
                 conn._write(data)
@@ -453,15 +456,23 @@ def _injects_nothing(faults: Faults) -> bool:
     )
 
 
-def _parse_head(text: str) -> dict[str, str]:
+def _parse_head(text: str, known: dict[str, tuple[str, str]]) -> dict[str, str]:
     """``:method`` and the :data:`_READ_HEADERS` of a request head (lower-case names, values
-    stripped, the last line of a name wins); lines naming other headers are skipped unread."""
+    stripped, the last line of a name wins); lines naming other headers are skipped unread.
+
+    ``known`` remembers lines read before (most lines come again and again) as (name, value).
+    """
     lines = text.split("\r\n")
     head = {":method": lines[0].split(" ", 1)[0].upper()}
     for line in lines[1:]:
         if line[:1] in _READ_HEADER_STARTS:
-            name, _, value = line.partition(":")
-            head[name.strip().lower()] = value.strip()
+            pair = known.get(line)
+            if pair is None:
+                if len(known) >= _KNOWN_LINES:
+                    known.clear()
+                name, _, value = line.partition(":")
+                pair = known[line] = (name.strip().lower(), value.strip())
+            head[pair[0]] = pair[1]
     return head
 
 
@@ -550,7 +561,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
             self._served += 1
             self._busy = True
             target = head.get("x-amz-target", "")
-            self._close_after = "close" in head.get("connection", "").lower()
+            connection = head.get("connection")
+            self._close_after = connection is not None and "close" in connection.lower()
             limit = self._server._faults.close_after_requests
             if limit and self._served >= limit:
                 self._close_after = True
@@ -577,8 +589,9 @@ class _HttpConnection(asyncio.BufferedProtocol):
             if len(buf) > _MAX_HEAD_BYTES:
                 self.abort()
             return None
-        head = _parse_head(buf[:end].decode("latin-1"))
-        if "chunked" in head.get("transfer-encoding", "").lower():
+        head = _parse_head(buf[:end].decode("latin-1"), self._server._head_lines)
+        encoding = head.get("transfer-encoding")
+        if encoding is not None and "chunked" in encoding.lower():
             del buf[: end + 4]
             self._busy = True
             self._close_after = True

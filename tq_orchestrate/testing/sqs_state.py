@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Protocol
 
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -697,6 +698,7 @@ def _plain_batch(
         bodies = [entry["MessageBody"] for entry in entries]
         text = "".join(bodies)  # TypeError unless every body is a str (JSON makes no subclasses)
         distinct = set(ids)
+        attributes = any(map(dict.__contains__, entries, repeat("MessageAttributes")))
     except (KeyError, TypeError):  # an entry that is no dict, lacks an id or a body, ...
         return None
     delays = [entry.get("DelaySeconds", default_delay) for entry in entries]
@@ -708,7 +710,7 @@ def _plain_batch(
         or max(delays) > 900
         or not all(bodies)
         or (len(text) > MAX_MESSAGE_BYTES // 4 and max(map(len, bodies)) > MAX_MESSAGE_BYTES // 4)
-        or any("MessageAttributes" in entry for entry in entries)
+        or attributes
     ):
         return None
     utf8 = text.encode("utf-8", "surrogatepass")  # lone surrogates are refused just below
