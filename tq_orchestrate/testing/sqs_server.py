@@ -288,14 +288,14 @@ class SqsStandIn:
     # -- request handling (loop thread) ---------------------------------------------------
 
     def _handle(self, conn: _HttpConnection, operation: str, body: bytes | bytearray) -> None:
+        self._stats.requests[operation] += 1
+        if self._quiet and operation == "SendMessageBatch":
+            payload = self._send_plain(body)
+            if payload is not None:
+                conn.send(payload, self.latency_seconds)
+                return
         stats, faults, rng = self._stats, self._faults, self._rng
-        stats.requests[operation] += 1
         if self._quiet:  # no draws: nothing to inject
-            if operation == "SendMessageBatch":
-                payload = self._send_plain(body)
-                if payload is not None:
-                    conn.send(payload, self.latency_seconds)
-                    return
             targeted, kind = False, -1
         else:
             targeted = operation in faults.operations
@@ -610,7 +610,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
 
     def send(self, payload: bytes, delay: float) -> None:
         """Answer 200 with ``payload`` (a JSON document) after ``delay`` seconds."""
-        self._send(self._encode(200, payload, ()), delay)
+        if delay > 0:
+            self._server._write_later(self, self._encode(200, payload, ()), delay)
+        else:
+            self._write(self._encode(200, payload, ()))
 
     def _send(self, data: bytes, delay: float) -> None:
         if delay > 0:

@@ -176,6 +176,7 @@ class SqsState:
         self._seq = itertools.count(1)
         self._id_prefix = f"{int(time.time()) & 0xFFFFFFFF:08x}-5e5e-4000-8000"
         self._id_head = (-1, "")  # a block of 256 message ids, and their common head
+        self._queue_names: dict[str, str] = {}  # queue URL -> name, as queue() reads it
         self.operations: dict[str, Callable[[Params], dict[str, Any]]] = {
             "CreateQueue": self.create_queue,
             "GetQueueUrl": self.get_queue_url,
@@ -355,7 +356,12 @@ class SqsState:
         entries, url = params.get("Entries"), params.get("QueueUrl")
         if type(entries) is not list or not 0 < len(entries) <= 10 or type(url) is not str:
             return None
-        queue = self.queues.get(url.rstrip("/").rsplit("/", 1)[-1])
+        name = self._queue_names.get(url)
+        if name is None:
+            if len(self._queue_names) >= 64:
+                self._queue_names.clear()
+            name = self._queue_names[url] = url.rstrip("/").rsplit("/", 1)[-1]
+        queue = self.queues.get(name)
         if queue is None or queue.fifo:
             return None
         try:
