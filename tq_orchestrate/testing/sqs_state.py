@@ -364,10 +364,12 @@ class SqsState:
         queue = self.queues.get(name)
         if queue is None or queue.fifo:
             return None
-        try:
-            default_delay = int(queue.number("DelaySeconds", 0))
-        except (ValueError, OverflowError):  # a NaN or infinite default: handle() says what it says
-            return None
+        default_delay = 0
+        if "DelaySeconds" in queue.attributes:
+            try:
+                default_delay = int(queue.number("DelaySeconds", 0))
+            except (ValueError, OverflowError):  # a NaN or infinite default: handle() says what it says
+                return None
         batch = _plain_batch(entries, default_delay)
         if batch is None:
             return None
