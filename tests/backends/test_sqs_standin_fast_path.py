@@ -125,6 +125,25 @@ def entries(draw: st.DrawFn) -> Any:
     return entry
 
 
+def _set(key: str, values: st.SearchStrategy[Any]) -> Any:
+    def spoil(entry: dict[str, Any], draw: st.DrawFn) -> None:
+        entry[key] = draw(values)
+
+    return spoil
+
+
+SPOILERS = [
+    None,
+    _set("DelaySeconds", st.sampled_from([901, -1, True, False, 1.0, 0.0, None, 2**70, "0"])),
+    _set("MessageBody", st.sampled_from(["", "nul\x00", "us\x1f", "lone\ud800", 5, None, "z" * 262_145])),
+    _set("Id", st.sampled_from(["e0", "0", "", "x" * 81, "a\n", "a,b", "é", 7, None])),
+    _set("MessageAttributes", st.just({"k": {"DataType": "String", "StringValue": "v"}})),
+    _set("MessageGroupId", st.just("g")),
+    lambda entry, draw: entry.pop("MessageBody"),
+    lambda entry, draw: entry.pop("Id"),
+]
+
+
 @st.composite
 def batches(draw: st.DrawFn) -> dict[str, Any]:
     queue = draw(st.sampled_from(["std", "std", "late", *QUEUES, "missing"]))
@@ -138,16 +157,21 @@ def batches(draw: st.DrawFn) -> dict[str, Any]:
         params["QueueUrl"] = draw(st.sampled_from([None, 5, ""]))
         params["Entries"] = [{"Id": "0", "MessageBody": "b"}]
     elif shape < 12:  # mostly plain, distinct ids: the fast path's own batches, now and then spoilt
-        count = draw(st.integers(1, 10))
+        count, prefix = draw(st.integers(1, 10)), draw(st.sampled_from(["", "e"]))  # "0".."9" or "e0"..
         params["Entries"] = [
-            {"Id": f"e{i}", "MessageBody": draw(plain_bodies), "DelaySeconds": draw(plain_delays)}
+            {"Id": f"{prefix}{i}", "MessageBody": draw(plain_bodies), "DelaySeconds": draw(plain_delays)}
             for i in range(count)
         ]
         for entry in params["Entries"]:
             if entry["DelaySeconds"] is ABSENT:
                 del entry["DelaySeconds"]
-        if draw(st.integers(0, 2)) == 0:
-            params["Entries"][draw(st.integers(0, count - 1))] = draw(entries())
+        if draw(st.integers(0, 2)) == 0:  # spoil one entry, or replace it by any entry at all
+            entry = params["Entries"][draw(st.integers(0, count - 1))]
+            spoil = draw(st.sampled_from(SPOILERS))
+            if spoil is None:
+                params["Entries"][params["Entries"].index(entry)] = draw(entries())
+            else:
+                spoil(entry, draw)
     else:
         params["Entries"] = draw(st.lists(entries(), max_size=11))
     return params
@@ -162,8 +186,40 @@ def plain(queue: str, *entries: dict[str, Any]) -> dict[str, Any]:
 @example(params=plain("std", {"Id": "a,b", "MessageBody": "x"}), store=True)  # the ids' separator
 @example(params=plain("std", {"Id": "a\n", "MessageBody": "x"}), store=True)  # _ENTRY_ID lets it by
 @example(params=plain("odd", {"Id": "a", "MessageBody": "x", "DelaySeconds": 0}), store=True)
+@example(params=plain("std", {"Id": "0", "MessageBody": "x"}, {"Id": "0", "MessageBody": "y"}), store=True)
+@example(params=plain("std", {"Id": "0", "MessageBody": "unit separator \x1f"}), store=True)
+@example(params=plain("std", {"Id": "0", "MessageBody": "é and nul \x00"}), store=True)
+@example(params=plain("std", {"Id": "0", "MessageBody": "é and \ufffe"}), store=True)
+@example(params=plain("std", *({"Id": str(i), "MessageBody": "y" * 250_000} for i in range(5))), store=True)
 def test_fast_path_matches_handle(params: dict[str, Any], store: bool) -> None:
     assert_same_as_handle(params, store)
+
+
+ATTRIBUTES = {"k": {"DataType": "String", "StringValue": "v"}}
+SPOILT = [
+    *(("DelaySeconds", v) for v in (901, -1, True, False, 1.0, 0.0, None, 2**70, "0")),
+    *(("MessageBody", v) for v in ("", "nul\x00", "us\x1f", "lone\ud800", 5, None, "z" * 262_145)),
+    *(("MessageBody", v) for v in ("é, nul \x00", "é, \ufffe", "é, lone \udc00")),
+    *(("Id", v) for v in ("e0", "", "x" * 81, "a\n", "a,b", "é", 7, None, ["e1"])),
+    ("MessageAttributes", ATTRIBUTES),
+    ("MessageGroupId", "g"),  # a standard queue ignores it: still plain
+    ("Id", ABSENT),
+    ("MessageBody", ABSENT),
+]
+
+
+@pytest.mark.parametrize("store", [True, False])
+@pytest.mark.parametrize(("key", "value"), SPOILT)
+def test_one_entry_spoils_a_plain_batch(key: str, value: Any, store: bool) -> None:
+    entries: list[dict[str, Any]] = [
+        {"Id": f"e{i}", "MessageBody": f"body {i}", "DelaySeconds": 0} for i in range(3)
+    ]
+    if value is ABSENT:
+        del entries[1][key]
+    else:
+        entries[1][key] = value
+    fast = assert_same_as_handle(plain("std", *entries), store)
+    assert (fast is not None) == (key == "MessageGroupId")
 
 
 @pytest.mark.parametrize("store", [True, False])
@@ -179,15 +235,16 @@ def test_plain_batches_take_the_fast_path(store: bool, queue: str) -> None:
     assert [e["MD5OfMessageBody"] for e in reply["Successful"]] == [md5_hex(b) for b in bodies]
 
 
-def test_message_ids_are_those_of_the_general_path_across_a_256_boundary() -> None:
+@pytest.mark.parametrize("first", [1, 240, 246, 247, 250, 255, 256, 2**40 - 3])
+def test_message_ids_are_those_of_the_general_path(first: int) -> None:
     fast_state, general_state = twin_states(store=True)
     for state in (fast_state, general_state):
-        state._ids = itertools.count(250)  # the ids of the second batch cross from ...0ff to ...100
-    params = {
-        "QueueUrl": f"{ENDPOINT}/000000000000/std",
-        "Entries": [{"Id": str(i), "MessageBody": f"b{i}"} for i in range(10)],
-    }
-    for _ in range(3):
+        state._ids = itertools.count(first)  # batches end at or cross a block of 256 ids
+    for count in (10, 1, 9, 10, 3):
+        params = {
+            "QueueUrl": f"{ENDPOINT}/000000000000/std",
+            "Entries": [{"Id": str(i), "MessageBody": f"b{i}"} for i in range(count)],
+        }
         fast = fast_state.send_plain_batch(copy.deepcopy(params))
         general = general_state.handle("SendMessageBatch", copy.deepcopy(params))
         assert fast == json.dumps(general.document, separators=(",", ":")).encode()
