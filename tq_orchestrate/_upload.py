@@ -163,34 +163,32 @@ class Uploader:
     def _done(self, batch: _Batch, outcome: SendOutcome) -> None:
         """Sender callback (any thread): count successes, queue retries, record failures."""
         state = self._state
-        if isinstance(outcome, list) and not outcome:  # every entry stored: the common case
-            with state.lock:
-                state.inserted += len(batch.bodies)
-                state.outstanding -= 1
-                state.lock.notify_all()
-            if self._progress is not None:
-                self._progress(len(batch.bodies))
-            return
         failures = self._whole_batch_failed(batch, outcome) if isinstance(outcome, BaseException) else outcome
         ok = len(batch.bodies) - len(failures)
-        retry = _Batch([], [], batch.attempt + 1)
         with state.lock:
             state.inserted += ok
-            for failure in failures:
-                index = batch.indexes[failure.index]
-                if failure.retryable and batch.attempt < self._retry.attempts:
-                    retry.indexes.append(index)
-                    retry.bodies.append(batch.bodies[failure.index])
-                else:
-                    state.failed.append((index, f"{failure.code}: {failure.message}"))
-            if retry.bodies:
-                due = time.monotonic() + self._retry.wait_seconds(batch.attempt)
-                state.retries.put((due, retry))
-                state.outstanding += 1
+            if failures:  # the common case has none: nothing more to do under the lock
+                self._handle_failures(batch, failures)
             state.outstanding -= 1
             state.lock.notify_all()
         if ok and self._progress is not None:
             self._progress(ok)
+
+    def _handle_failures(self, batch: _Batch, failures: list[EntryFailure]) -> None:
+        """Queue the retryable failures of ``batch`` for resending, record the rest (lock held)."""
+        state = self._state
+        retry = _Batch([], [], batch.attempt + 1)
+        for failure in failures:
+            index = batch.indexes[failure.index]
+            if failure.retryable and batch.attempt < self._retry.attempts:
+                retry.indexes.append(index)
+                retry.bodies.append(batch.bodies[failure.index])
+            else:
+                state.failed.append((index, f"{failure.code}: {failure.message}"))
+        if retry.bodies:
+            due = time.monotonic() + self._retry.wait_seconds(batch.attempt)
+            state.retries.put((due, retry))
+            state.outstanding += 1
 
     def _whole_batch_failed(self, batch: _Batch, error: BaseException) -> list[EntryFailure]:
         retryable = isinstance(error, BackendError) and error.retryable
