@@ -27,6 +27,7 @@ import binascii
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -142,6 +143,12 @@ def dumps(data: Any) -> str:
 def envelope(payload: Any, queue_name: str) -> str:
     """The message body python-task-queue expects around a payload."""
     return dumps({"payload": payload, "queueName": queue_name})
+
+
+def envelope_writer(queue_name: str) -> Callable[[Any], str]:
+    """:func:`envelope` for one queue and many payloads: the same text, its constant end written once."""
+    end = ',"queueName":' + dumps(queue_name) + "}"
+    return lambda payload: '{"payload":' + dumps(payload) + end
 
 
 def _reject_constant(name: str) -> Any:

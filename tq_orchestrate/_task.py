@@ -280,17 +280,14 @@ def encode(task: Task, queue_name: str, array_format: ArrayFormat = "list") -> s
 
 
 def encoder(queue_name: str, array_format: ArrayFormat = "list") -> Callable[[Any], str]:
-    """A function giving ``encode(totask(obj), queue_name, array_format)``, cheaper per call.
-
-    For uploads of many tasks: the envelope's constant end is written once.
-    """
-    dumps = _payload.dumps
-    end = ',"queueName":' + dumps(queue_name) + "}"
+    """A function giving ``encode(totask(obj), queue_name, array_format)``, cheaper per call
+    (for uploads of many tasks)."""
+    write = _payload.envelope_writer(queue_name)
     kinds = (RegisteredTask, FunctionTask)
 
     def encode_one(obj: Any) -> str:
         task = obj if isinstance(obj, kinds) else totask(obj)
-        return '{"payload":' + dumps(task._payload_with(array_format)) + end
+        return write(task._payload_with(array_format))
 
     return encode_one
 
