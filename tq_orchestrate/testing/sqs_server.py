@@ -610,10 +610,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
 
     def send(self, payload: bytes, delay: float) -> None:
         """Answer 200 with ``payload`` (a JSON document) after ``delay`` seconds."""
-        if delay > 0:
-            self._server._write_later(self, self._encode(200, payload, ()), delay)
-        else:
-            self._write(self._encode(200, payload, ()))
+        self._send(self._encode(200, payload, ()), delay)
 
     def _send(self, data: bytes, delay: float) -> None:
         if delay > 0:

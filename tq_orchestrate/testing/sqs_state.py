@@ -729,8 +729,6 @@ def _plain_batch(
             return None
     elif _INVALID_CHARS.search(text):
         return None
-    if len(text) < _SHORT_BODY:  # every body is short
-        return ids, bodies, delays, [_short_md5(body.encode()).hexdigest() for body in bodies]
     md5 = hashlib.md5
     digests = [(_short_md5 if len(body) < _SHORT_BODY else md5)(body.encode()).hexdigest() for body in bodies]
     return ids, bodies, delays, digests
