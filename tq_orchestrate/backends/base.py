@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -203,6 +203,14 @@ class Backend(ABC):
     def release_all(self) -> int:
         """Make every leased message visible now; return how many."""
         raise self._unsupported("release_all")
+
+    def rezero(self) -> None:
+        """Set the inserted and completed totals to zero (python-task-queue's ``rezero``)."""
+        raise self._unsupported("rezero")
+
+    def bodies(self) -> Iterator[str]:
+        """Yield the body of every message not yet deleted, leased or not, without leasing."""
+        raise self._unsupported("listing its messages")
 
     def record_error(self, handle: str, error: str) -> None:  # noqa: B027 - optional
         """Remember why a leased message failed (shown by :meth:`dead_letters`)."""
