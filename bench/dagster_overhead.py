@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `bench` and `definitions` importable
+if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
     sys.path.insert(0, str(ROOT))
 
 from tq_orchestrate import RegisteredTask, TaskQueue  # noqa: E402
@@ -114,8 +114,8 @@ def chain_delays(
     """Seconds from block k's last task to block k+1's run, for k = 0..blocks-2."""
     import dagster as dg
 
-    from definitions import pipeline, volume
     from tq_orchestrate.orchestration.demo import drive_chain, worker_processes
+    from tq_orchestrate.orchestration.example import pipeline, volume
     from tq_orchestrate.orchestration.resources import TaskQueueResource
 
     root = work / "data"
@@ -125,16 +125,14 @@ def chain_delays(
     defs = pipeline.build_definitions(
         root=str(root), blocks=blocks, queue=resource, tick_budget_seconds=5.0, poll_seconds=poll_seconds
     )
+    job_name = f"{pipeline.NAME}_upload_job"
     with dg.DagsterInstance.ephemeral() as instance:
-        with worker_processes(workers, url, pipeline.TASKS_MODULE, python_path=str(ROOT), log_dir=work):
+        instance.report_runless_asset_event(dg.AssetMaterialization(pipeline.VOLUME))
+        with worker_processes(workers, url, pipeline.TASKS_MODULE, log_dir=work):
             outcome = drive_chain(
-                defs,
-                instance,
-                job_name=pipeline.BLOCK_JOB,
-                sensor_name=f"{pipeline.BLOCK_JOB}_chain",
-                timeout_seconds=600,
+                defs, instance, job_name=job_name, sensor_name=f"{pipeline.NAME}_chain", timeout_seconds=600
             )
-        runs = instance.get_run_records(dg.RunsFilter(job_name=pipeline.BLOCK_JOB))
+        runs = instance.get_run_records(dg.RunsFilter(job_name=job_name))
     if not outcome.complete:
         raise SystemExit(f"chain did not complete: {outcome.reason}")
     ok, message = volume.verify(root)

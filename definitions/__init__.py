@@ -1,12 +1,9 @@
-"""Example deployment: a volume's running sum along z, computed block after block.
+"""What ``dagster dev -w workspace.yaml`` loads: the example shipped in the package.
 
-``dagster dev -w workspace.yaml`` loads ``defs``. Run ``make_volume`` once, then
-turn on the ``cumsum_blocks_chain`` sensor (or let the schedule start a series),
-and ``verify_output`` to compare with numpy. ``tqo demo`` does all of it locally.
+See :mod:`tq_orchestrate.orchestration.example` (assets volume -> cumsum_upload ->
+cumsum_blocks -> verified, the ``cumsum_chain`` sensor).
 """
 
-from .pipeline import build_definitions, definitions_from_env
-
-defs = definitions_from_env()
+from tq_orchestrate.orchestration.example import build_definitions, definitions_from_env, defs
 
 __all__ = ["build_definitions", "defs", "definitions_from_env"]

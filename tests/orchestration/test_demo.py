@@ -32,7 +32,8 @@ def test_tqo_demo_with_default_settings_passes_its_check() -> None:
     assert lines[0].startswith("[") and "4 blocks x 64 tasks, 2 workers" in lines[0]
     uploads = [line for line in lines if "uploaded 64 tasks" in line]
     assert [line.split("block ")[1][:4] for line in uploads] == ["0000", "0001", "0002", "0003"]
-    assert "check passed: output equals np.cumsum(volume, axis=0) for shape (32, 256, 256)" in lines[-1]
+    assert lines[-1].endswith("output equals np.cumsum(volume, axis=0) for shape (32, 256, 256)")
+    assert "check passed (verified materialized by its automation condition)" in lines[-1]
     assert "Warning" not in result.stderr
 
 
@@ -55,11 +56,11 @@ def test_demo_without_the_example_says_why(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def missing() -> Any:
-        raise ModuleNotFoundError("No module named 'definitions'")
+        raise ModuleNotFoundError("No module named 'dagster'")
 
     monkeypatch.setattr(demo, "_load_example", missing)
     assert demo.main([]) == 2
-    assert "cannot import the example deployment 'definitions'" in capsys.readouterr().out
+    assert "cannot import the example deployment (No module named 'dagster')" in capsys.readouterr().out
 
 
 def test_demo_rejects_nonsense_arguments(capsys: pytest.CaptureFixture[str]) -> None:

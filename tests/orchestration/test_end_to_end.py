@@ -15,7 +15,6 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from definitions import pipeline, volume
 from tests.sqs_fixtures import (  # noqa: F401 - fixtures registered by import
     fixture_aws_env,
     fixture_clean_aws_env,
@@ -24,6 +23,7 @@ from tests.sqs_fixtures import (  # noqa: F401 - fixtures registered by import
     unique_queue_name,
 )
 from tq_orchestrate.orchestration.demo import ChainOutcome, drive_chain, worker_processes
+from tq_orchestrate.orchestration.example import pipeline, volume
 from tq_orchestrate.orchestration.resources import TaskQueueResource
 from tq_orchestrate.orchestration.sensors import PARTITION_TAG, SERIES_TAG
 
@@ -31,24 +31,23 @@ from .conftest import OWNERS_BETA
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(OWNERS_BETA)]
 
+UPLOAD_JOB = f"{pipeline.NAME}_upload_job"
 LAYOUT = volume.Layout(blocks=3, block_depth=4, height=64, width=48, tile=16)
-REPO = Path(pipeline.__file__).resolve().parent.parent
 
 
 def run_example(tmp_path: Path, resource: TaskQueueResource, instance: Any, workers: int = 2) -> ChainOutcome:
     root = tmp_path / "data"
     volume.make_volume(root, LAYOUT, seed=7)
+    instance.report_runless_asset_event(dg.AssetMaterialization(pipeline.VOLUME))  # made outside Dagster
     defs = pipeline.build_definitions(
         root=str(root), blocks=LAYOUT.blocks, queue=resource, tick_budget_seconds=2.0, poll_seconds=0.05
     )
-    with worker_processes(
-        workers, resource.queue_url, pipeline.TASKS_MODULE, python_path=str(REPO), log_dir=tmp_path
-    ) as procs:
+    with worker_processes(workers, resource.queue_url, pipeline.TASKS_MODULE, log_dir=tmp_path) as procs:
         outcome = drive_chain(
             defs,
             instance,
-            job_name=pipeline.BLOCK_JOB,
-            sensor_name=f"{pipeline.BLOCK_JOB}_chain",
+            job_name=UPLOAD_JOB,
+            sensor_name=f"{pipeline.NAME}_chain",
             timeout_seconds=90,
             stop=lambda: "workers died" if all(p.poll() is not None for p in procs) else None,
         )
@@ -62,7 +61,7 @@ def check_order_and_numbers(tmp_path: Path, outcome: ChainOutcome, instance: Any
     assert [(key, ok) for key, _, ok in outcome.runs] == [(key, True) for key in keys]
 
     records = sorted(
-        instance.get_run_records(dg.RunsFilter(job_name=pipeline.BLOCK_JOB)), key=lambda r: r.create_timestamp
+        instance.get_run_records(dg.RunsFilter(job_name=UPLOAD_JOB)), key=lambda r: r.create_timestamp
     )
     assert [r.dagster_run.tags[PARTITION_TAG] for r in records] == keys
     assert len({r.dagster_run.tags[SERIES_TAG] for r in records}) == 1
@@ -71,6 +70,12 @@ def check_order_and_numbers(tmp_path: Path, outcome: ChainOutcome, instance: Any
             volume.tile_path(root, int(previous), y0, x0).stat().st_mtime for y0, _, x0, _ in LAYOUT.tiles()
         )
         assert record.create_timestamp.timestamp() >= last_task_done, f"block after {previous} started early"
+
+    blocks_key = dg.AssetKey(f"{pipeline.NAME}_blocks")
+    drained = instance.fetch_materializations(blocks_key, limit=10, ascending=True)
+    assert [r.partition_key for r in drained.records] == keys
+    for upload, block in zip(records, drained.records, strict=True):
+        assert block.timestamp > upload.create_timestamp.timestamp()
 
     expected = np.cumsum(volume.load_volume(root), axis=0)
     np.testing.assert_array_equal(volume.assemble_output(root), expected)

@@ -1,17 +1,21 @@
-"""``tqo demo``: the whole block pipeline on this machine, no AWS account needed.
+"""``tqo demo``: the example's block assets on this machine, no AWS account needed.
 
-It writes a random volume in z-slab blocks, starts a few worker processes on an
-embedded queue in a temporary directory, then drives the example deployment
-(``definitions``) exactly as the Dagster daemon would: it evaluates the
-block-chain sensor, executes each requested block run in process against an
-ephemeral Dagster instance, and repeats until the series is complete. Finally it
-checks the output against ``np.cumsum(volume, axis=0)``.
+It starts a few worker processes on an embedded queue in a temporary directory,
+then drives the example deployment (:mod:`.example`) exactly as the Dagster
+daemon would: it materializes the ``volume`` asset, evaluates the block-chain
+sensor, executes each requested block upload in process, and repeats until the
+series is complete; then it evaluates the automation conditions, which
+materialize ``verified`` (the output checked against ``np.cumsum``).
 
-The same run works against SQS: ``tqo demo -- --queue-url https://sqs...``.
+With ``DAGSTER_HOME`` set it records into that Dagster instance, so
+``dagster dev`` shows the demo's materializations and check results afterwards;
+otherwise it uses a temporary instance. The same run works against SQS:
+``tqo demo -- --queue-url https://sqs...``.
 """
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -25,10 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from .drain import Baseline
-from .sensors import ChainCursor
-
-_SUMMARY = "Run the example block pipeline locally and check the result against numpy."
+_SUMMARY = "Run the example block assets locally and check the result against numpy."
 
 QUIET_RUN_CONFIG: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 """Run config that keeps Dagster's per-event console logging out of the demo's output."""
@@ -60,31 +61,32 @@ def drive_chain(
     sensor_name: str,
     timeout_seconds: float = 120.0,
     idle_seconds: float = 0.02,
-    on_tick: Callable[[str, ChainCursor], object] | None = None,
+    on_tick: Callable[[str, dict[str, Any]], object] | None = None,
     on_run: Callable[[str, Any], object] | None = None,
     stop: Callable[[], str | None] | None = None,
 ) -> ChainOutcome:
-    """Evaluate the chain sensor and execute its run requests in process until the series ends.
+    """Evaluate a chain sensor and execute its run requests in process until the series ends.
 
-    Ends when the cursor says the series is complete, when the sensor halts
-    (its skip reason starts with ``halted``), when ``stop()`` returns a reason,
-    or after ``timeout_seconds``.
+    Works with both chain sensors (:mod:`.chain` for assets, :mod:`.sensors` for
+    the op job). Ends when the cursor says the series is complete, when the
+    sensor halts (its skip reason starts with ``halted``), when ``stop()``
+    returns a reason, or after ``timeout_seconds``. ``on_tick`` gets the skip
+    reason and the cursor as a dict.
     """
     import dagster as dg
 
     job = defs.resolve_job_def(job_name)
     sensor = defs.resolve_sensor_def(sensor_name)
-    resources = defs.resources
     began = time.monotonic()
     cursor: str | None = None
     outcome = ChainOutcome(False, "")
     while True:
         with dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources=resources, definitions=defs
+            instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
         ) as context:
             data = sensor.evaluate_tick(context)
         cursor = data.cursor
-        state = ChainCursor.from_json(cursor)
+        state = json.loads(cursor) if cursor else {}
         for request in data.run_requests:
             result = job.execute_in_process(
                 partition_key=request.partition_key,
@@ -100,8 +102,8 @@ def drive_chain(
         if on_tick is not None and reason:
             on_tick(reason, state)
         stopped = stop() if stop is not None else None
-        if state.complete or reason.startswith("halted") or stopped:
-            outcome.complete = state.complete
+        if state.get("complete") or reason.startswith("halted") or stopped:
+            outcome.complete = bool(state.get("complete"))
             outcome.reason = stopped or reason
             break
         if time.monotonic() - began > timeout_seconds:
@@ -111,6 +113,34 @@ def drive_chain(
             time.sleep(idle_seconds)
     outcome.seconds = time.monotonic() - began
     return outcome
+
+
+def run_automation(defs: Any, instance: Any, cursor: Any = None) -> tuple[list[Any], Any]:
+    """Evaluate the automation conditions once, as Dagster's automation sensor would.
+
+    Materializes what they request (in process) and returns the run results and
+    the evaluation cursor for the next call.
+    """
+    import dagster as dg
+
+    # the selection the automation sensor targets; passing it avoids Dagster's beta default
+    selection = dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks()
+    result = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, cursor=cursor
+    )
+    runs = []
+    for key in sorted(defs.resolve_asset_graph().get_all_asset_keys()):
+        for partition in sorted(result.get_requested_partitions(key), key=str):
+            run = dg.materialize(
+                [defs.resolve_assets_def(key)],
+                instance=instance,
+                resources=defs.resources,
+                partition_key=partition,
+                run_config=QUIET_RUN_CONFIG,
+                raise_on_error=False,
+            )
+            runs.append(run)
+    return runs, result.cursor
 
 
 def worker_command(url: str, module: str, *, lease_seconds: float = 60.0) -> list[str]:
@@ -141,9 +171,13 @@ def worker_command(url: str, module: str, *, lease_seconds: float = 60.0) -> lis
 
 @contextlib.contextmanager
 def worker_processes(
-    count: int, url: str, module: str, *, python_path: str, log_dir: Path
+    count: int, url: str, module: str, *, log_dir: Path, python_path: str | None = None
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``count`` workers (stderr to ``log_dir``); SIGTERM them on exit, kill if they linger."""
+    """Start ``count`` workers (stderr to ``log_dir``); SIGTERM them on exit, kill if they linger.
+
+    ``python_path`` is prepended to PYTHONPATH (and is the workers' directory) when
+    ``module`` is not installed, e.g. tasks in a checkout.
+    """
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in (python_path, os.environ.get("PYTHONPATH")) if p),
@@ -158,7 +192,7 @@ def worker_processes(
                         env=env,
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        cwd=python_path,
+                        cwd=python_path or log_dir,
                     )
                 )
         yield procs
@@ -203,7 +237,7 @@ class _Display:
 def _load_example() -> ModuleType:
     import importlib
 
-    return importlib.import_module("definitions")
+    return importlib.import_module("tq_orchestrate.orchestration.example.pipeline")
 
 
 def run_demo(
@@ -221,19 +255,16 @@ def run_demo(
     timeout_seconds: float = 120.0,
     out: IO[str] | None = None,
 ) -> int:
-    """Run the example block pipeline end to end; return 0 when the output equals numpy's."""
+    """Run the example block assets end to end; return 0 when ``verified`` materialized."""
     out = out or sys.stdout
     try:
         example = _load_example()
     except ImportError as e:
-        out.write(
-            f"tqo demo: cannot import the example deployment 'definitions' ({e}); run it from a checkout "
-            "of the project (the directory holding definitions/ and workspace.yaml)\n"
-        )
+        out.write(f"tqo demo: cannot import the example deployment ({e}); install tq-orchestrate[dagster]\n")
         return 2
     with contextlib.ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
-        # Dagster warns about its own internal use of a beta parameter when it resolves sensors
+        # Dagster 1.13 copies sensors with `owners=[]` and then warns that `owners` is beta
         warnings.filterwarnings("ignore", message=r"Parameter `owners`", module=r"dagster\.")
         work = (
             Path(workdir)
@@ -247,12 +278,26 @@ def run_demo(
             blocks=blocks,
             workers=workers,
             queue_url=queue_url or f"sqlite://{work / 'queue.db'}",
-            layout_args=(block_depth, height, width, tile),
+            volume_config={"block_depth": block_depth, "height": height, "width": width, "tile": tile},
             seed=seed,
             drain_lag_seconds=drain_lag_seconds,
             timeout_seconds=timeout_seconds,
             display=_Display(out),
         )
+
+
+@contextlib.contextmanager
+def _instance(display: "_Display") -> Iterator[Any]:
+    """The DAGSTER_HOME instance when set (so `dagster dev` shows the demo), else a temporary one."""
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            display.line(f"recording into the Dagster instance at {os.environ['DAGSTER_HOME']}")
+            yield instance
+    else:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance
 
 
 def _run(
@@ -262,77 +307,101 @@ def _run(
     blocks: int,
     workers: int,
     queue_url: str,
-    layout_args: tuple[int, int, int, int],
+    volume_config: dict[str, int],
     seed: int,
     drain_lag_seconds: float | None,
     timeout_seconds: float,
-    display: _Display,
+    display: "_Display",
 ) -> int:
-    import dagster as dg
-
-    from definitions import pipeline, volume
-
     from .resources import TaskQueueResource
 
     root = work / "data"
-    layout = volume.Layout(blocks, *layout_args)
-    volume.make_volume(root, layout, seed)
     resource = TaskQueueResource(queue_url=queue_url, drain_lag_seconds=drain_lag_seconds)
-    defs = pipeline.build_definitions(
+    defs = example.build_definitions(
         root=str(root), blocks=blocks, queue=resource, tick_budget_seconds=2.0, poll_seconds=0.05
     )
-    tiles = len(layout.tiles())
+    side = volume_config["height"], volume_config["width"], volume_config["tile"]
+    tiles = -(-side[0] // side[2]) * -(-side[1] // side[2])
     display.line(
-        f"tqo demo: volume {layout.shape} in {blocks} blocks x {tiles} tasks, "
-        f"{workers} workers, queue {queue_url}"
+        f"tqo demo: volume {blocks * volume_config['block_depth']}x{side[0]}x{side[1]} in {blocks} blocks x "
+        f"{tiles} tasks, {workers} workers, queue {queue_url}"
     )
-    python_path = str(Path(example.__file__ or ".").resolve().parent.parent)
-    with (
-        dg.DagsterInstance.ephemeral() as instance,
-        worker_processes(
-            workers, queue_url, pipeline.TASKS_MODULE, python_path=python_path, log_dir=work
-        ) as procs,
-    ):
+    with _instance(display) as instance:
+        if not _materialize_volume(defs, instance, example, {**volume_config, "seed": seed}):
+            display.line("FAILED: the volume asset did not materialize")
+            return 1
+        _, automation = run_automation(defs, instance)  # the baseline tick, as the daemon's first
+        with worker_processes(workers, queue_url, example.TASKS_MODULE, log_dir=work) as procs:
+            outcome = _drive(defs, instance, example, procs, work, timeout_seconds, display)
+        if not outcome.complete:
+            display.line(f"FAILED: {outcome.reason}")
+            return 1
+        display.line(f"series complete: {blocks} blocks in {outcome.seconds:.2f}s")
+        runs, _ = run_automation(defs, instance, automation)
+    return _report_verified(runs, display)
 
-        def on_run(key: str, result: Any) -> None:
-            display.line(_describe_run(key, result))
 
-        def stop() -> str | None:
-            dead = [p for p in procs if p.poll() is not None]
-            if len(dead) == len(procs):
-                return f"all workers exited (codes {[p.returncode for p in dead]}); see {work}/worker-*.log"
-            return None
+def _materialize_volume(defs: Any, instance: Any, example: ModuleType, config: dict[str, int]) -> bool:
+    import dagster as dg
 
-        outcome = drive_chain(
-            defs,
-            instance,
-            job_name=pipeline.BLOCK_JOB,
-            sensor_name=f"{pipeline.BLOCK_JOB}_chain",
-            timeout_seconds=timeout_seconds,
-            on_tick=lambda reason, _: display.line(
-                reason, transient=not reason.startswith(("halted", "series"))
-            ),
-            on_run=on_run,
-            stop=stop,
-        )
-    if not outcome.complete:
-        display.line(f"FAILED: {outcome.reason}")
+    result = dg.materialize(
+        [defs.resolve_assets_def(example.VOLUME)],
+        instance=instance,
+        run_config={**QUIET_RUN_CONFIG, "ops": {example.VOLUME: {"config": config}}},
+        raise_on_error=False,
+    )
+    return bool(result.success)
+
+
+def _drive(
+    defs: Any,
+    instance: Any,
+    example: ModuleType,
+    procs: list[subprocess.Popen[bytes]],
+    work: Path,
+    timeout_seconds: float,
+    display: "_Display",
+) -> ChainOutcome:
+    def stop() -> str | None:
+        dead = [p for p in procs if p.poll() is not None]
+        if len(dead) == len(procs):
+            return f"all workers exited (codes {[p.returncode for p in dead]}); see {work}/worker-*.log"
+        return None
+
+    return drive_chain(
+        defs,
+        instance,
+        job_name=f"{example.NAME}_upload_job",
+        sensor_name=f"{example.NAME}_chain",
+        timeout_seconds=timeout_seconds,
+        on_tick=lambda reason, _: display.line(reason, transient=not reason.startswith(("halted", "series"))),
+        on_run=lambda key, result: display.line(_describe_run(key, result)),
+        stop=stop,
+    )
+
+
+def _report_verified(runs: list[Any], display: "_Display") -> int:
+    if not runs:
+        display.line("CHECK FAILED: the automation condition did not request `verified`")
         return 1
-    display.line(f"series complete: {blocks} blocks in {outcome.seconds:.2f}s")
-    ok, message = volume.verify(root)
-    display.line(("check passed: " if ok else "CHECK FAILED: ") + message)
-    return 0 if ok else 1
+    result = runs[0]
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_step_failure), None)
+        message = failure.step_failure_data.error.message.strip() if failure is not None else "run failed"
+        display.line(f"CHECK FAILED: verified did not materialize: {message}")
+        return 1
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    message = metadata["result"].value
+    display.line(f"check passed (verified materialized by its automation condition): {message}")
+    return 0
 
 
 def _describe_run(key: str, result: Any) -> str:
     if not result.success:
         return f"block {key}: upload run {result.run_id} FAILED"
-    output = result.output_for_node("record_block")
-    baseline = Baseline.from_dict(output)
-    rate = output["inserted"] / output["seconds"] if output["seconds"] > 0 else 0.0
-    return (
-        f"block {key}: uploaded {baseline.expected} tasks in {output['seconds']:.3f}s ({rate:,.0f} tasks/s)"
-    )
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    tasks, seconds, rate = (metadata[k].value for k in ("tasks", "upload seconds", "tasks/s"))
+    return f"block {key}: uploaded {tasks} tasks in {seconds:.3f}s ({rate:,.0f} tasks/s)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

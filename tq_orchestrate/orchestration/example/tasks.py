@@ -1,6 +1,6 @@
 """The example's tasks, and the task factory the block job names.
 
-Workers import this module (``--import definitions.tasks``) to run the tasks.
+Workers import this module (``--import tq_orchestrate.orchestration.example.tasks``) to run the tasks.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def load_layout(root: str | Path) -> Layout:
     """Read ``layout.json``; a clear FileNotFoundError if the volume was never made."""
     path = Path(root) / LAYOUT_FILE
     if not path.exists():
-        raise FileNotFoundError(f"no example volume at {root}: run the make_volume job (or tqo demo)")
+        raise FileNotFoundError(f"no example volume at {root}: materialize the volume asset (or tqo demo)")
     return Layout(**json.loads(path.read_text()))
 
 
