@@ -114,7 +114,8 @@ class _AssetTick:
         if missing:
             return _skip(f"waiting for {', '.join(missing)} to be materialized (or {hint})", cursor)
         now = self.clock()
-        return self._request(replace(cursor, series=new_series_id(now), series_started_at=now, index=0))
+        started = replace(cursor, series=new_series_id(now), series_started_at=now, index=0, requested_at=now)
+        return self._request(started)
 
     def _adopt_new_series(self, cursor: AssetChainCursor) -> AssetChainCursor:
         record = self._upload_after(self.keys[0], cursor.first_upload)
@@ -262,7 +263,8 @@ class _AssetTick:
         )
         for record in records:
             run = record.dagster_run
-            if run.asset_selection and self.blocks.upload_key in run.asset_selection:
+            ours = run.job_name == self.blocks.job.name
+            if ours or (run.asset_selection and self.blocks.upload_key in run.asset_selection):
                 return run if run.status in _FAILED else None
         return None
 
