@@ -157,7 +157,7 @@ class _AssetTick:
         if status.state is DrainState.FAILED:
             return self._halt(cursor, key, baseline, status)
         assert record is not None
-        return self._advance(cursor, key, baseline, status, record.timestamp)
+        return self._advance(cursor, key, baseline, status, record)
 
     def _await_upload(self, cursor: AssetChainCursor, key: str) -> dg.SensorResult:
         run = self._failed_upload_run(key, cursor.requested_at)
@@ -180,13 +180,21 @@ class _AssetTick:
         return _skip(reason + f"; materialize block {key} of {self._upload} again to resume", cursor)
 
     def _advance(
-        self, cursor: AssetChainCursor, key: str, baseline: Baseline, status: DrainStatus, uploaded_at: float
+        self,
+        cursor: AssetChainCursor,
+        key: str,
+        baseline: Baseline,
+        status: DrainStatus,
+        upload: dg.EventLogRecord,
     ) -> dg.SensorResult:
         now = self.clock()
+        uploaded = upload.asset_materialization.metadata if upload.asset_materialization else {}
+        rate = uploaded.get("tasks/s")
         metadata = {
             "series": cursor.series,
             "series started at": dg.MetadataValue.timestamp(cursor.series_started_at),
-            "drain seconds": round(max(0.0, now - uploaded_at), 3),
+            "drain seconds": round(max(0.0, now - upload.timestamp), 3),
+            "upload tasks/s": rate.value if isinstance(rate, dg.FloatMetadataValue) else 0.0,
             "tasks": baseline.expected,
             "completed": _since(status.counts.completed, baseline.completed),
             "dead letters": status.dead,
