@@ -5,8 +5,11 @@
    real worker processes and the block-chain sensor evaluated back to back (as
    ``tqo demo`` drives it). Measured on the embedded queue and on an SQS
    stand-in (``tq_orchestrate.testing.sqs_server``, 20 ms per response) whose
-   counts the drain check treats as approximate, with a shortened lag. Under the
-   Dagster daemon, add up to the sensor's ``minimum_interval_seconds``.
+   counts the drain check treats as approximate, with a shortened lag.
+1b. **Chain delay under ``dagster dev``**: the example in a real ``dagster dev``
+   (webserver, daemon, run processes) with two workers: last task of block k
+   -> block k's drained materialization, -> block k+1's upload run created,
+   -> block k+1's upload materialized; and the last block -> ``verified``.
 2. **Upload overhead**: the block job (``execute_in_process`` of one partition:
    shard generation, uploads inside the ops, record) against a plain
    ``TaskQueue.insert_all`` of the same tasks from the same factory, in the same
@@ -146,6 +149,61 @@ def chain_delays(
     return delays
 
 
+def daemon_delays(work: Path, blocks: int) -> dict[str, list[float]]:
+    """Delays of one series of the example under `dagster dev` (see 1b)."""
+    import dagster as dg
+
+    from tests.orchestration.dagster_dev import (
+        dagster_dev,
+        materializations,
+        materialize_volume,
+        start_sensor,
+    )
+    from tq_orchestrate.orchestration.demo import worker_processes
+    from tq_orchestrate.orchestration.example import pipeline, volume
+
+    with dagster_dev(work, blocks=blocks) as dev:
+        materialize_volume(dev, {"block_depth": 4, "height": 128, "width": 128, "tile": 32})
+        start_sensor(dev, f"{pipeline.NAME}_chain")
+        url = f"sqlite://{dev.example / 'queue.db'}"
+        with worker_processes(2, url, pipeline.TASKS_MODULE, log_dir=work):
+            deadline = time.monotonic() + 300
+            while not materializations(dev, pipeline.VERIFIED):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"dagster dev: no verified after 300 s; see {dev.log}")
+                time.sleep(0.5)
+        drained = [float(m["timestamp"]) / 1000 for m in materializations(dev, f"{pipeline.NAME}_blocks")]
+        uploaded = [float(m["timestamp"]) / 1000 for m in materializations(dev, f"{pipeline.NAME}_upload")]
+        verified = float(materializations(dev, pipeline.VERIFIED)[0]["timestamp"]) / 1000
+        with dg.DagsterInstance.from_config(str(dev.home)) as instance:
+            runs = instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline.NAME}_upload_job"))
+            created = sorted(r.create_timestamp.timestamp() for r in runs)
+    layout = volume.load_layout(dev.example)
+    last = [
+        max(volume.tile_path(dev.example, k, y0, x0).stat().st_mtime for y0, _, x0, _ in layout.tiles())
+        for k in range(blocks)
+    ]
+    return {
+        "last task -> block drained (materialization reported)": [
+            d - t for d, t in zip(drained, last, strict=True)
+        ],
+        "last task -> next upload run created": [c - t for c, t in zip(created[1:], last, strict=False)],
+        "next upload run created -> its upload materialized": [
+            u - c for u, c in zip(uploaded[1:], created[1:], strict=True)
+        ],
+        "last block drained -> verified materialized": [verified - drained[-1]],
+    }
+
+
+def daemon_table(work: Path, blocks: int) -> None:
+    rows = daemon_delays(work / "dagster-dev", blocks)
+    print(f"\n## Chain delay under dagster dev ({blocks} blocks, 2 workers, sensor interval 1 s)\n")
+    print("| step | median s | max s |")
+    print("|---|---|---|")
+    for name, values in rows.items():
+        print(f"| {name} | {statistics.median(values):.2f} | {max(values):.2f} |")
+
+
 # -- 2. upload overhead ---------------------------------------------------------------------------
 
 
@@ -273,7 +331,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=6, help="blocks in the chain runs (default 6)")
     parser.add_argument("--sqs-lag", type=float, default=3.0, help="SQS chain's drain lag (default 3 s)")
     parser.add_argument("--quick", action="store_true", help="50,000 tasks, 1 round, 4 blocks")
-    parser.add_argument("--only", choices=("chain", "upload"), default=None, help="run one part only")
+    parser.add_argument(
+        "--only", choices=("chain", "daemon", "upload"), default=None, help="run one part only"
+    )
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.rounds, args.blocks = 50_000, 1, 4
@@ -281,9 +341,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tqo-bench-dagster-"))
     isolate_aws(str(work))
     print(f"# bench/dagster_overhead.py: tasks={args.tasks:,} rounds={args.rounds} blocks={args.blocks}\n")
-    if args.only != "upload":
+    if args.only in (None, "chain"):
         chain_table(work, args.blocks, args.sqs_lag)
-    if args.only != "chain":
+    if args.only in (None, "daemon"):
+        daemon_table(work, args.blocks)
+    if args.only in (None, "upload"):
         upload_table(work, args.tasks, args.rounds)
 
 

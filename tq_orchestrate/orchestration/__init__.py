@@ -1,7 +1,9 @@
-"""Dagster integration: resource, ops, block pipeline job, drain and block-chain sensors.
+"""Dagster integration: block assets, their chain sensor, the queue resource, the example.
 
 Install the extra first: ``pip install tq-orchestrate[dagster]``. ``import
 tq_orchestrate`` never imports this package; importing this package alone does not
 import Dagster either. :mod:`.drain` is plain Python; :mod:`.resources`,
-:mod:`.ops`, :mod:`.jobs` and :mod:`.sensors` need Dagster.
+:mod:`.assets` (block assets and checks), :mod:`.chain` (the sensor that runs
+blocks in order), :mod:`.example` (the shipped example deployment) and the
+deprecated op job (:mod:`.ops`, :mod:`.jobs`, :mod:`.sensors`) need Dagster.
 """

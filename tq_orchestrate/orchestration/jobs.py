@@ -1,5 +1,9 @@
 """The block pipeline: one run uploads one block, partitioned by block id.
 
+Deprecated: prefer the block assets (:func:`.assets.build_block_assets` and
+:func:`.chain.build_asset_chain_sensor`), which show each block's drain state in
+the asset catalog. This op job keeps working.
+
 Runs use the in-process executor by default: shards then upload one after
 another, each concurrently inside its ``upload_shard`` op (threads or the fast
 engine, plus ``upload_processes`` processes), and a multiprocess step would cost

@@ -1,5 +1,8 @@
 """The ops of a block's upload run: shard the block, upload each shard, record the block.
 
+Used by the deprecated op job (:mod:`.jobs`); the block assets (:mod:`.assets`)
+reuse :class:`ShardTasks`, :func:`resolve_callable` and :func:`shard_ranges`.
+
 ``generate_shards`` asks the user's ``task_count`` callable how many tasks the
 block has and cuts ``[0, count)`` into shard specs (small plain dicts). Each
 ``upload_shard`` calls the user's ``task_factory`` for its range and uploads

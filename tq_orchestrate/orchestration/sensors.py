@@ -1,5 +1,9 @@
 """Chain blocks: launch block k+1 only after block k's run succeeded and its tasks drained.
 
+Deprecated for new code: :func:`.chain.build_asset_chain_sensor` chains block
+*assets* and reports each drained block as a materialization with checks. This
+sensor (for :func:`.jobs.build_block_job`) keeps working.
+
 The block-chain sensor keeps its state in a JSON cursor (:class:`ChainCursor`).
 Each tick it finds the latest run of the current block, and once that run has
 succeeded it reads the queue (for at most ``tick_budget_seconds``) and judges it
