@@ -191,3 +191,16 @@ def test_an_unreadable_cursor_starts_afresh(tmp_path: Path, instance: Any) -> No
     chain.cursor = "{not json"
     assert [r.partition_key for r in chain.tick(instance).run_requests] == ["b0"]
     assert AssetChainCursor.from_json(chain.cursor).started
+
+
+def test_a_fresh_cursor_ignores_uploads_made_before_it(tmp_path: Path, instance: Any) -> None:
+    chain = make_chain(tmp_path)
+    run_series(chain, instance, chain.tick(instance))  # history in the instance
+    chain.cursor = None  # e.g. the sensor was reset
+    [request] = chain.tick(instance).run_requests
+    assert request.partition_key == "b0"
+    waiting = chain.tick(instance)  # the old upload of b0 must not count as this series' upload
+    assert waiting.run_requests == [] and waiting.skip_message == "block b0: waiting for its upload run"
+    assert chain.upload(instance, "b0", request.tags).success
+    chain.work()
+    assert [r.partition_key for r in chain.tick(instance).run_requests] == ["b1"]

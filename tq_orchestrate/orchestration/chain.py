@@ -114,7 +114,14 @@ class _AssetTick:
         if missing:
             return _skip(f"waiting for {', '.join(missing)} to be materialized (or {hint})", cursor)
         now = self.clock()
-        started = replace(cursor, series=new_series_id(now), series_started_at=now, index=0, requested_at=now)
+        started = replace(
+            cursor,
+            series=new_series_id(now),
+            series_started_at=now,
+            index=0,
+            watermark=cursor.first_upload,  # uploads older than the first tick are history
+            requested_at=now,
+        )
         return self._request(started)
 
     def _adopt_new_series(self, cursor: AssetChainCursor) -> AssetChainCursor:
