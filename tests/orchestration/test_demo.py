@@ -104,3 +104,24 @@ def test_drive_chain_completes_with_an_in_process_worker(
     assert [key for key, _, _ in outcome.runs] == ["b0", "b1", "b2"]
     # each block drained within the tick that followed its run: the only skip is the last one
     assert len(ticks) == 1 and "complete: block b2 was the last" in ticks[0]
+
+
+@pytest.mark.slow
+def test_demo_records_into_the_dagster_home_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dagster as dg
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert demo.main([*SMALL, "--workdir", str(tmp_path / "work")]) == 0
+    assert f"recording into the Dagster instance at {home}" in capsys.readouterr().out
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        blocks = instance.fetch_materializations(dg.AssetKey("cumsum_blocks"), limit=10, ascending=True)
+        assert [r.partition_key for r in blocks.records] == ["0000", "0001", "0002"]
+        assert instance.fetch_materializations(dg.AssetKey("verified"), limit=1).records
+        check = dg.AssetCheckKey(dg.AssetKey("cumsum_blocks"), "dead_letters")
+        history = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
+        assert len(history) == 3
