@@ -89,6 +89,7 @@ class _AssetTick:
     start_on_first_tick: bool
     clock: Callable[[], float]
     sleep: Callable[[float], object]
+    upload_poll_seconds: float = 0.25
 
     def evaluate(self, cursor: AssetChainCursor) -> dg.SensorResult:
         if not cursor.started:
@@ -145,7 +146,8 @@ class _AssetTick:
 
     def _check_block(self, cursor: AssetChainCursor) -> dg.SensorResult:
         key = self.keys[cursor.index]
-        newer = self._upload_after(key, max(cursor.watermark, cursor.upload or 0))
+        deadline = self.clock() + self.tick_budget_seconds
+        newer = self._poll_upload(key, max(cursor.watermark, cursor.upload or 0), cursor, deadline)
         if newer is not None:
             cursor = replace(cursor, upload=newer.storage_id, drain=DrainCursor(), halted=None)
         if cursor.upload is None:
@@ -155,7 +157,7 @@ class _AssetTick:
         if baseline is None:
             return _skip(f"halted: block {key}'s upload recorded no baseline; materialize it again", cursor)
         try:
-            status = self._drain(cursor.drain, baseline)
+            status = self._drain(cursor.drain, baseline, deadline)
         except TaskQueueError as e:
             return _skip(f"block {key}: cannot read the queue: {e}", cursor)
         cursor = replace(cursor, drain=status.cursor)
@@ -229,9 +231,24 @@ class _AssetTick:
         )
         return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
 
-    def _drain(self, drain: DrainCursor, baseline: Baseline) -> DrainStatus:
+    def _poll_upload(
+        self, key: str, after: int, cursor: AssetChainCursor, deadline: float
+    ) -> dg.EventLogRecord | None:
+        """A newer upload of ``key``; while none was found yet, wait for it until ``deadline``.
+
+        (The daemon starts a sensor tick at most every 5 s, so a tick that waits for
+        the upload and then for the drain starts the next block without that pause.)
+        """
+        while True:
+            record = self._upload_after(key, after)
+            if record is not None or cursor.upload is not None:
+                return record
+            if self.clock() + self.upload_poll_seconds > deadline:
+                return None
+            self.sleep(self.upload_poll_seconds)
+
+    def _drain(self, drain: DrainCursor, baseline: Baseline, deadline: float) -> DrainStatus:
         policy = self.queue.drain_policy()
-        deadline = self.clock() + self.tick_budget_seconds
         with self.queue.get_queue() as queue:
             reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
             while True:
@@ -297,7 +314,7 @@ def build_asset_chain_sensor(
     *,
     name: str | None = None,
     minimum_interval_seconds: int = 1,
-    tick_budget_seconds: float = 4.0,
+    tick_budget_seconds: float = 4.5,
     poll_seconds: float = 0.1,
     start_on_first_tick: bool = True,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
@@ -306,10 +323,12 @@ def build_asset_chain_sensor(
 ) -> dg.SensorDefinition:
     """The sensor that uploads ``blocks``' partitions one after another, each after the last drained.
 
-    While a block drains, a tick re-reads the queue every ``poll_seconds`` for up
-    to ``tick_budget_seconds`` (far below Dagster's 60 s sensor timeout), so the
-    next block starts within about ``poll_seconds`` plus the drain lag; between
-    uploads a tick is two small event-log queries.
+    A tick waits for the current block's upload (an event-log query every 0.25 s)
+    and then re-reads the queue every ``poll_seconds``, for up to
+    ``tick_budget_seconds`` in all (far below Dagster's 60 s sensor timeout). The
+    daemon starts a tick at most every 5 s whatever ``minimum_interval_seconds``
+    says, so the default 4.5 s budget keeps a tick running most of the time and
+    the next block starts within about ``poll_seconds`` plus the drain lag.
     """
     if not 0 < tick_budget_seconds <= 30:
         raise ValueError(f"tick_budget_seconds must be in (0, 30], got {tick_budget_seconds}")

@@ -77,7 +77,7 @@ def build_definitions(
     queue: TaskQueueResource | None = None,
     shard_size: int = 50_000,
     sensor_interval_seconds: int = 1,
-    tick_budget_seconds: float = 4.0,
+    tick_budget_seconds: float = 4.5,
     poll_seconds: float = 0.1,
     automation_interval_seconds: int = 5,
 ) -> dg.Definitions:
