@@ -204,3 +204,17 @@ def test_a_fresh_cursor_ignores_uploads_made_before_it(tmp_path: Path, instance:
     assert chain.upload(instance, "b0", request.tags).success
     chain.work()
     assert [r.partition_key for r in chain.tick(instance).run_requests] == ["b1"]
+
+
+def test_a_tick_with_a_stale_cursor_reports_a_block_once(tmp_path: Path, instance: Any) -> None:
+    chain = make_chain(tmp_path)
+    [request] = chain.tick(instance).run_requests
+    assert chain.upload(instance, "b0", request.tags).success
+    chain.work()
+    stale = chain.cursor
+    first = chain.tick(instance)
+    chain.cursor = stale  # the daemon evaluated again before saving the cursor
+    again = chain.tick(instance)
+    assert first.run_requests[0].run_key == again.run_requests[0].run_key  # deduplicated by Dagster
+    assert [r.partition_key for r in drained(instance, chain)] == ["b0"]
+    assert len(check_history(instance, chain, "dead_letters")) == 1

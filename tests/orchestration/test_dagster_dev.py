@@ -40,7 +40,7 @@ def test_dagster_dev_chains_blocks_and_verifies_by_itself(tmp_path: Path) -> Non
     log = (tmp_path / "dagster_dev.log").read_text(errors="replace")
     assert verified, f"verified never materialized; blocks {blocks}; log tail:\n{log[-4000:]}"
     assert [m["partition"] for m in blocks] == KEYS
-    assert [m["partition"] for m in uploads] == KEYS
+    assert [m["partition"] for m in uploads] == KEYS, (uploads, _runs(tmp_path / "dagster_home"))
     for upload, block in zip(uploads, blocks, strict=True):
         assert float(block["timestamp"]) > float(upload["timestamp"])
     for block, next_upload in zip(blocks, uploads[1:], strict=False):
@@ -48,3 +48,13 @@ def test_dagster_dev_chains_blocks_and_verifies_by_itself(tmp_path: Path) -> Non
     assert float(verified[0]["timestamp"]) > float(blocks[-1]["timestamp"])
     assert "BetaWarning" not in log and "PreviewWarning" not in log, log[-4000:]
     print(f"dagster dev up in {up:.1f}s; whole test {time.monotonic() - began:.1f}s")
+
+
+def _runs(home: Path) -> list[tuple[str, str, dict[str, str]]]:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
+        return [
+            (r.dagster_run.job_name, r.dagster_run.status.value, dict(r.dagster_run.tags)) for r in records
+        ]

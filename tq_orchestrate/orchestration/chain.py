@@ -210,12 +210,13 @@ class _AssetTick:
             "readings": status.cursor.zero_readings,
             "verdict": status.reason,
         }
-        self.instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=self.blocks.blocks_key, partition=key, metadata=metadata)
-        )
-        for event in status_evaluations(self.blocks.blocks_key, key, baseline, status):
-            self.instance.report_runless_asset_event(event)
-        log.info("series %s block %s %s", cursor.series, key, status.reason)
+        if not self._reported(key, upload.storage_id):
+            self.instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=self.blocks.blocks_key, partition=key, metadata=metadata)
+            )
+            for event in status_evaluations(self.blocks.blocks_key, key, baseline, status):
+                self.instance.report_runless_asset_event(event)
+            log.info("series %s block %s %s", cursor.series, key, status.reason)
         nxt = cursor.index + 1
         done = replace(cursor, index=nxt, upload=None, drain=DrainCursor(), halted=None)
         if nxt == len(self.keys):
@@ -277,6 +278,20 @@ class _AssetTick:
             limit=1,
         ).records
         return records[0] if records else None
+
+    def _reported(self, key: str, upload_id: int) -> bool:
+        """Whether block ``key`` was already reported drained since upload ``upload_id``.
+
+        The daemon may start a tick before the previous tick's cursor is saved; the
+        block's materialization must still be reported once only.
+        """
+        records = self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=self.blocks.blocks_key, asset_partitions=[key], after_storage_id=upload_id
+            ),
+            limit=1,
+        ).records
+        return bool(records)
 
     def _newest_storage_id(self) -> int:
         records = self.instance.fetch_materializations(self.blocks.upload_key, limit=1).records
