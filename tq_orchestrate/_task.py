@@ -139,8 +139,10 @@ class PrintTask(RegisteredTask):
 class MockTask(RegisteredTask):
     """Does nothing; keeps any JSON keyword arguments (python-task-queue's MockTask).
 
-    Safe to accept from a message: the values are plain JSON, and a name that
-    would replace a method or a private attribute is refused.
+    As it takes any field, a worker builds one from a message only when allowed
+    by name (``--import tq_orchestrate.MockTask``; local queues allow the tasks
+    inserted into them); a field that would replace a method or a private
+    attribute is refused.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -277,20 +279,23 @@ def lookup_class(name: str, admit: Admit = frozenset()) -> type:
 
     Our RegisteredTask subclasses always count; python-task-queue's count when
     their module is admitted. A name both packages registered for different
-    classes is refused.
+    classes is refused, except that an admitted upstream MockTask or PrintTask
+    replaces ours. A MockTask needs to be allowed by name.
     """
     if not isinstance(name, str):
         raise UnsafeTaskError(f"class {name!r} is not a registered RegisteredTask subclass")
     ours = _CLASSES.get(name)
     theirs = _upstream.registered_class(name)
     if theirs is not None and theirs is not ours and _upstream.is_admitted(theirs, admit):
-        if ours is not None:
+        if ours is not None and ours not in (MockTask, PrintTask):  # ours stand in for theirs
             raise UnsafeTaskError(_twice(f"class {name!r}", ours, theirs))
         return theirs
     if ours is None and theirs is not None:
         raise _upstream.refusal(theirs, f"class {name!r}")
     if ours is None:
         raise UnsafeTaskError(f"class {name!r} is not a registered RegisteredTask subclass")
+    if _upstream.by_name_only(ours) and not _upstream.is_admitted(ours, admit):
+        raise _upstream.refusal(theirs or ours, f"class {name!r}")
     return ours
 
 

@@ -5,9 +5,9 @@ subclass by class name and every ``@taskqueue.queueable`` function by
 ``(module, name)``, whatever imported them. A worker must not trust that
 wholesale, so a payload may name an upstream class or function only when it
 was defined in a module admitted by :func:`admit` (an imported task module
-such as ``igneous.tasks``, or one of its submodules). Upstream's ``MockTask``
-takes any keyword, so it is admitted only by its full name
-(``taskqueue.registered_task.MockTask``), never by a module prefix.
+such as ``igneous.tasks``, or one of its submodules). A ``MockTask`` (either
+package's) takes any keyword, so it is admitted only by its name
+(``taskqueue.MockTask``, ``tq_orchestrate.MockTask``), never by a module prefix.
 
 Nothing here imports taskqueue or a module a message names: the registries
 are read from :data:`sys.modules` only when taskqueue was imported already.
@@ -27,7 +27,11 @@ from .errors import SerializationError, UnsafeTaskError
 
 _ADMITTED: set[str] = set()
 _LOCK = threading.Lock()
-_BY_NAME_ONLY = frozenset({"taskqueue.registered_task.MockTask"})
+_BY_NAME_ONLY: dict[str, tuple[str, ...]] = {
+    "taskqueue.registered_task.MockTask": ("taskqueue.MockTask",),
+    "tq_orchestrate._task.MockTask": ("tq_orchestrate.MockTask",),
+}
+"""Classes taking any field: admitted only by one of these names, never by a module prefix."""
 
 
 def admit(*names: str) -> None:
@@ -52,8 +56,13 @@ def _is_admitted(module: str, full_name: str, extra: Iterable[str]) -> bool:
     if full_name in names:
         return True
     if full_name in _BY_NAME_ONLY:
-        return False
+        return any(alias in names for alias in _BY_NAME_ONLY[full_name])
     return any(module == n or module.startswith(n + ".") for n in names)
+
+
+def by_name_only(cls: type) -> bool:
+    """Whether ``cls`` takes any field, so that only its name admits it."""
+    return qualified(cls) in _BY_NAME_ONLY
 
 
 def _registry(module: str) -> dict[Any, Any] | None:
@@ -84,11 +93,14 @@ def is_admitted(obj: Any, extra: Iterable[str] = ()) -> bool:
 def refusal(obj: Any, what: str) -> UnsafeTaskError:
     """The error for a payload naming an upstream ``obj`` that is not admitted."""
     module, full = getattr(obj, "__module__", ""), qualified(obj)
-    allow = full if full in _BY_NAME_ONLY else module
-    how = "allow_modules" if full in _BY_NAME_ONLY else "--import"
+    if full in _BY_NAME_ONLY:
+        return UnsafeTaskError(
+            f"{what} ({full}) takes any field, so a worker runs it only when allowed by name; "
+            f"allow it with --import {_BY_NAME_ONLY[full][0]}"
+        )
     return UnsafeTaskError(
         f"{what} ({full}) is registered with python-task-queue but module {module!r} was not "
-        f"imported as a task module; allow it with {how} {allow}"
+        f"imported as a task module; allow it with --import {module}"
     )
 
 
