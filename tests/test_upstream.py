@@ -230,3 +230,14 @@ def test_importing_tq_orchestrate_does_not_import_taskqueue() -> None:
         "assert 'taskqueue' not in sys.modules, sorted(m for m in sys.modules if 'taskqueue' in m)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_local_queue_runs_upstream_function_tasks_mock_and_print_tasks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tq = tqo.MockTaskQueue(progress=False)
+    function_task = taskqueue.totask(functools.partial(other.other_fn, "ft"))
+    tq.insert([function_task, taskqueue.MockTask(a=1), taskqueue.PrintTask("p"), tqo.MockTask(b=2)])
+    assert RAN == [("other_fn", "ft")]
+    assert capsys.readouterr().out == "PrintTask(txt='p'): p\n"
+    assert _upstream.admitted() == frozenset(), "a local queue admits for itself, not for the process"

@@ -78,24 +78,23 @@ class LocalTaskQueue:
         for item in as_tasks(tasks):
             obj, args, kwargs = _split(item)
             task = totask(obj)
-            self._trust(task, obj)
+            self._trust(task)
             body = _task.encode(task, self.queue_name, self.array_format)
             self._accept((body, args, kwargs))
             count += 1
         return count
 
-    def _trust(self, task: Any, obj: Any) -> None:
-        """Admit the upstream class or function of an inserted object (by its full name)."""
+    def _trust(self, task: Any) -> None:
+        """Admit the upstream class or function of an inserted task (by its full name)."""
         if isinstance(task, _task.MockTask):
             self._admit.add("tq_orchestrate.MockTask")
         if isinstance(task, (_task.RegisteredTask, _task.FunctionTask)):
             return
-        if hasattr(type(task), "_arg_names"):
+        if hasattr(type(task), "_arg_names"):  # a python-task-queue RegisteredTask
             self._admit.add(_upstream.qualified(type(task)))
-        elif callable(obj):
-            self._admit.add(_upstream.qualified(_upstream.unwrap_partial(obj)))
-        else:
-            fn = _upstream.registered_function(tuple(task.key))
+            return
+        fn = _upstream.registered_function(tuple(task.key))
+        if fn is not None:
             self._admit.add(_upstream.qualified(fn))
 
     def _accept(self, item: Pending) -> None:
