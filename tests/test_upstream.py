@@ -25,7 +25,7 @@ import tq_orchestrate as tqo
 from tests.upstream_pkg import other, tasksx, twin_ours
 from tests.upstream_pkg._trace import RAN
 from tests.upstream_pkg.tasks import ImageTask, TopTask, scale_image
-from tq_orchestrate import _upstream
+from tq_orchestrate import _task, _upstream
 from tq_orchestrate.errors import TaskQueueError, UnsafeTaskError
 
 TASKS = "tests.upstream_pkg.tasks"
@@ -38,6 +38,7 @@ class Method(enum.IntEnum):
 @pytest.fixture(autouse=True)
 def fresh_admission(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(_upstream, "_ADMITTED", set())
+    monkeypatch.setattr(_task, "_ALLOWED_MODULES", set(_task._ALLOWED_MODULES))
     RAN.clear()
     yield
     RAN.clear()
@@ -232,12 +233,24 @@ def test_importing_tq_orchestrate_does_not_import_taskqueue() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_local_queue_runs_upstream_function_tasks_mock_and_print_tasks(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_local_queue_runs_upstream_function_tasks_and_mock_tasks() -> None:
     tq = tqo.MockTaskQueue(progress=False)
     function_task = taskqueue.totask(functools.partial(other.other_fn, "ft"))
-    tq.insert([function_task, taskqueue.MockTask(a=1), taskqueue.PrintTask("p"), tqo.MockTask(b=2)])
+    tq.insert([function_task, taskqueue.MockTask(a=1), tqo.MockTask(b=2)])
     assert RAN == [("other_fn", "ft")]
-    assert capsys.readouterr().out == "PrintTask(txt='p'): p\n"
     assert _upstream.admitted() == frozenset(), "a local queue admits for itself, not for the process"
+
+
+def test_import_a_class_by_name_admits_that_class_only() -> None:
+    tqo.import_task_modules(["taskqueue.MockTask"])
+    body = json.dumps({"payload": {"class": "MockTask", "k": 1}, "queueName": "q"})
+    assert type(tqo.totask(body)) is taskqueue.MockTask
+    assert not _upstream.is_admitted(taskqueue.PrintTask), "not the rest of its module"
+    with pytest.raises(tqo.ConfigurationError, match=r"cannot import task module 'taskqueue\.NoSuchTask'"):
+        tqo.import_task_modules(["taskqueue.NoSuchTask"])
+
+
+def test_a_function_key_naming_an_allowed_class_is_refused_not_an_import_error() -> None:
+    tqo.allow_modules("tq_orchestrate.MockTask")
+    with pytest.raises(UnsafeTaskError, match="cannot be imported"):
+        tqo.totask([["tq_orchestrate.MockTask", "f"], [], {}, None])

@@ -230,19 +230,21 @@ def import_task_modules(modules: Iterable[str]) -> None:
         return
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    for name in names:
-        _import_module_or_class(name)
-    allow_modules(*names)
+    modules = [name for name in names if _import_module_or_class(name)]
+    allow_modules(*modules)
+    _upstream.admit(*names)
 
 
-def _import_module_or_class(name: str) -> None:
+def _import_module_or_class(name: str) -> bool:
+    """Import module ``name`` (True), or the module of class ``name`` (False)."""
     try:
         importlib.import_module(name)
+        return True
     except ImportError as e:
         module, _, attr = name.rpartition(".")
         try:
             if module and isinstance(getattr(importlib.import_module(module), attr, None), type):
-                return
+                return False
         except ImportError:
             pass
         raise ConfigurationError(f"cannot import task module {name!r}: {e}") from e
@@ -263,8 +265,7 @@ def lookup_function(key: tuple[str, str], admit: Admit = frozenset()) -> Callabl
     if ours is None and theirs is not None:
         raise _upstream.refusal(theirs, f"function {key[0]}:{key[1]}")
     if ours is None and key[0] in _ALLOWED_MODULES:
-        with _IMPORT_LOCK:
-            importlib.import_module(key[0])  # may register the function
+        _import_allowed(key[0])  # may register the function
         ours = _FUNCTIONS.get(key)
     if ours is None:
         raise UnregisteredFunctionError(
@@ -299,6 +300,14 @@ def lookup_class(name: str, admit: Admit = frozenset()) -> type:
     return ours
 
 
+def _import_allowed(module: str) -> None:
+    try:
+        with _IMPORT_LOCK:
+            importlib.import_module(module)
+    except ImportError as e:
+        raise UnsafeTaskError(f"allowed module {module!r} cannot be imported: {e}") from e
+
+
 def _twice(what: str, ours: object, theirs: object) -> str:
     return (
         f"{what} is registered twice, as {_upstream.qualified(ours)} (tq_orchestrate) and "
@@ -323,6 +332,13 @@ def func2task(fn: Callable[..., Any], ident: Any = None) -> FunctionTask:
     except TypeError as e:
         raise TaskArgumentError(f"{key[0]}:{key[1]}", "arguments", str(e)) from e
     return FunctionTask(key, args, kwargs, ident)
+
+
+def _from_callable(fn: Any, ident: Any) -> Any:
+    """Our FunctionTask for our queueable functions, python-task-queue's for its own."""
+    raw = _upstream.unwrap_partial(fn)
+    ours = _FUNCTIONS.get((getattr(raw, "__module__", ""), getattr(raw, "__qualname__", ""))) is raw
+    return _upstream_function_task(fn) if not ours and _upstream.is_queueable(fn) else func2task(fn, ident)
 
 
 def _upstream_function_task(fn: Any) -> Any:
@@ -362,13 +378,13 @@ def decode(obj: Any, ident: Any = None, admit: Admit = frozenset()) -> Any:
     python-task-queue's task objects are returned as they are, and partials of
     its queueable functions become its FunctionTask.
     """
-    if isinstance(obj, (RegisteredTask, FunctionTask)) or _upstream.is_task(obj):
-        return obj
-    if callable(obj):
-        return _upstream_function_task(obj) if _upstream.is_queueable(obj) else func2task(obj, ident)
     raw = obj
-    if isinstance(obj, (str, bytes, bytearray)):
+    if isinstance(obj, (str, bytes, bytearray)):  # a message body: the worker's case
         obj = _payload.loads(obj)
+    elif isinstance(obj, (RegisteredTask, FunctionTask)) or _upstream.is_task(obj):
+        return obj
+    elif callable(obj):
+        return _from_callable(obj, ident)
     payload, envelope_id = _payload.unwrap(obj)
     ident = ident if ident is not None else envelope_id
     try:
