@@ -60,11 +60,6 @@ def _is_admitted(module: str, full_name: str, extra: Iterable[str]) -> bool:
     return any(module == n or module.startswith(n + ".") for n in names)
 
 
-def by_name_only(cls: type) -> bool:
-    """Whether ``cls`` takes any field, so that only its name admits it."""
-    return qualified(cls) in _BY_NAME_ONLY
-
-
 def _registry(module: str) -> dict[Any, Any] | None:
     found = sys.modules.get(module)
     registry = getattr(found, "REGISTRY", None)
@@ -74,6 +69,8 @@ def _registry(module: str) -> dict[Any, Any] | None:
 def registered_class(name: str) -> type | None:
     """The class python-task-queue registered as ``name`` (admitted or not), or None."""
     module = sys.modules.get("taskqueue.registered_task")
+    if module is None:  # python-task-queue is not loaded: the common case costs one lookup
+        return None
     cls = (_registry("taskqueue.registered_task") or {}).get(name)
     base = getattr(module, "RegisteredTask", None)
     return cls if isinstance(cls, type) and cls is not base else None  # the base is no task
