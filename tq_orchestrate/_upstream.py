@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from .errors import SerializationError, UnsafeTaskError
 
 _ADMITTED: set[str] = set()
@@ -146,8 +148,6 @@ def function_task(fn: Any, ident: Any = -1) -> Any:
 
 
 def _numpy_default(value: Any) -> Any:
-    import numpy as np
-
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.integer):
