@@ -323,7 +323,4 @@ def _handle(task: Any) -> str:
 
 
 def _set_id(task: Task, handle: str) -> None:
-    if isinstance(task, _task.RegisteredTask):
-        task._id = handle
-    else:
-        task.id = handle
+    _task.set_id(task, handle)

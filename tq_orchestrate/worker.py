@@ -39,12 +39,10 @@ What the loop guarantees:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -902,23 +900,10 @@ def poll(
 
 
 def import_task_modules(modules: Iterable[str]) -> None:
-    """Import modules holding task definitions and allow their queueable functions.
+    """Import task modules and allow their tasks (see :func:`tq_orchestrate.import_task_modules`)."""
+    from ._task import import_task_modules as load
 
-    The current directory is searched too, as ``python -m`` does.
-    """
-    from ._task import allow_modules
-
-    names = [m for m in modules if m]
-    if not names:
-        return
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise ConfigurationError(f"cannot import task module {name!r}: {e}") from e
-    allow_modules(*names)
+    load(modules)
 
 
 def run_worker(
