@@ -216,3 +216,64 @@ def test_a_corrupt_payload_is_dead_lettered_with_its_raw_text(
         assert [d.body for d in dead] == [raw]
         assert dead[0].error is not None and "corrupt payload" in dead[0].error
         assert tq.counts().pending == 0
+
+
+POLL_SCRIPT = """
+import signal, sys
+from tq_orchestrate import TaskQueue
+import tests.tasks_fixture
+
+marker = lambda signum, frame: None
+signal.signal(signal.SIGTERM, marker)
+tq = TaskQueue(sys.argv[1], progress=False)
+executed = tq.poll(lease_seconds=60, num_tasks=10, handle_sigterm=sys.argv[2] == "on")
+print("returned", executed, signal.getsignal(signal.SIGTERM) is marker, flush=True)
+"""
+
+
+def _poll_process(url: str, handle: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", POLL_SCRIPT, url, handle],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sigterm_stops_tq_poll_after_the_task_in_hand_and_restores_the_handler(tmp_path: Path) -> None:
+    out, url = tmp_path / "out.txt", f"sqlite://{tmp_path}/q.db"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert(
+            [WorkerSleepTask(str(out), "t", 2.0)] + [WorkerAppendTask(str(out), f"a{i}") for i in range(4)]
+        )
+    proc = _poll_process(url, "on")
+    try:
+        wait_for(started(out, "t"), "the task to start")
+        proc.send_signal(signal.SIGTERM)
+        text, _ = proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, text
+    assert "returned 1 True" in text
+    assert read_lines(out)[-1].startswith("done t ")
+    with TaskQueue(url, progress=False) as tq:
+        counts = tq.counts()
+        assert (counts.visible, counts.leased, counts.completed) == (4, 0, 1)
+
+
+def test_handle_sigterm_false_leaves_sigterm_to_the_caller(tmp_path: Path) -> None:
+    out, url = tmp_path / "out.txt", f"sqlite://{tmp_path}/q.db"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerSleepTask(str(out), "t", 3.0)])
+    proc = _poll_process(url, "off")
+    try:
+        wait_for(started(out, "t"), "the task to start")
+        proc.send_signal(signal.SIGTERM)  # meets the script's own no-op handler: poll goes on
+        time.sleep(0.5)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)  # SIGINT still stops poll after the task
+        text, _ = proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+    assert "returned 1 True" in text, text
