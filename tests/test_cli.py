@@ -128,6 +128,7 @@ def test_a_bad_line_names_its_number_and_nothing_is_inserted(tmp_path: Path) -> 
     assert result.exit_code == 1
     line = error_line(result)
     assert line.startswith("Error: line 3:") and "NoSuchTask" in line and "nothing was inserted" in line
+    assert "--import MODULE" in line
     assert not (tmp_path / "q.db").exists()  # the queue was never opened
     broken = run("insert", url, "-", "-i", FIXTURE, input=payload_lines(out, ["a"]) + "{not json\n")
     assert broken.exit_code == 1 and error_line(broken).startswith("Error: line 2: invalid task payload")
@@ -334,7 +335,7 @@ def test_dlq_lists_class_receives_and_error_then_redrives(tmp_path: Path) -> Non
     worked = run("work", url, "-i", FIXTURE, "--burst", "--retry-delay", "0", "--log-level", "CRITICAL")
     assert worked.exit_code == cli_module.EXIT_TASKS_FAILED
     assert error_line(worked) == (
-        "Error: 1 task runs failed and 1 corrupt messages were dead-lettered; 1 tasks succeeded"
+        "Error: 1 task run failed and 1 corrupt message dead-lettered; 1 task succeeded"
     )
     listed = run("dlq", url)
     assert listed.exit_code == 0
@@ -481,7 +482,7 @@ def test_work_burst_exits_0_only_when_every_task_succeeded(tmp_path: Path) -> No
     failed = run("work", url, "-i", FIXTURE, "--burst", "--retry-delay", "60", "--log-level", "CRITICAL")
     assert failed.exit_code == 3
     assert error_line(failed) == (
-        "Error: 1 task runs failed and 0 corrupt messages were dead-lettered; 1 tasks succeeded"
+        "Error: 1 task run failed and 0 corrupt messages dead-lettered; 1 task succeeded"
     )
 
 

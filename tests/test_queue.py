@@ -244,6 +244,8 @@ def test_upstream_constructor_arguments(tmp_path: Path) -> None:
     assert (tq.concurrency, tq.green, tq.progress) == (7, True, False)
     sqs = TaskQueue("sqs://some-queue", n_threads=3, green=True, progress=False, region_name="eu-west-1")
     assert sqs.backend_options == {"region": "eu-west-1"} and sqs.concurrency == 3
+    clone = pickle.loads(pickle.dumps(sqs))
+    assert (clone.green, clone.concurrency, clone.backend_options) == (True, 3, {"region": "eu-west-1"})
 
 
 @pytest.mark.parametrize(

@@ -212,7 +212,7 @@ def test_a_corrupt_payload_is_dead_lettered_with_its_raw_text(
     w = spawn(workers, queue_url, tmp_path, "--num-tasks", "10", "--empty-for", "2", "--min-backoff", "0.2")
     assert w.wait() == 3  # a burst that dead-lettered a message
     assert sorted(read_lines(out)) == ["after", "before"]
-    assert "0 task runs failed and 1 corrupt messages were dead-lettered" in w.log_path.read_text()
+    assert "0 task runs failed and 1 corrupt message dead-lettered" in w.log_path.read_text()
     assert raw in w.log_path.read_text().replace('\\"', '"')
     assert sorted(e["outcome"] for e in w.events()) == ["dead_lettered", "ok", "ok"]
     with TaskQueue(queue_url, progress=False) as tq:

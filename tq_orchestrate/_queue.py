@@ -96,6 +96,7 @@ class TaskQueue:
     def _options(self) -> dict[str, Any]:
         return {
             "progress": self.progress,
+            "green": self.green,
             "array_format": self.array_format,
             "concurrency": self.concurrency,
             "retry": self.retry,

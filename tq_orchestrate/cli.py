@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import ConfigurationError, PayloadError, TaskQueueError
+from .errors import ConfigurationError, PayloadError, TaskQueueError, UnsafeTaskError
 
 if TYPE_CHECKING:
     from ._queue import TaskQueue
@@ -369,14 +369,18 @@ def work(
     _exit_for(stats, burst=burst_seconds is not None)
 
 
+def _many(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _exit_for(stats: WorkerStats, *, burst: bool) -> None:
     if stats.error is not None:
         click.echo(f"Error: {stats.stop_reason}: {_one_line(stats.error)}", err=True)
         sys.exit(1)
     if burst and (stats.failed or stats.corrupt):
         click.echo(
-            f"Error: {stats.failed} task runs failed and {stats.corrupt} corrupt messages were "
-            f"dead-lettered; {stats.executed} tasks succeeded",
+            f"Error: {_many(stats.failed, 'task run')} failed and {_many(stats.corrupt, 'corrupt message')} "
+            f"dead-lettered; {_many(stats.executed, 'task')} succeeded",
             err=True,
         )
         sys.exit(EXIT_TASKS_FAILED)
@@ -756,6 +760,13 @@ def mv(
 # -- insert ---------------------------------------------------------------------
 
 
+def _hint(error: BaseException) -> str:
+    """How to fix an unknown task class or function, unless the error says it already."""
+    if isinstance(error, UnsafeTaskError) and "--import" not in str(error):
+        return " (pass --import MODULE, the module defining it)"
+    return ""
+
+
 def validate_lines(lines: Iterable[str]) -> list[str]:
     """Payload lines (blank lines dropped) after checking that each one is a task.
 
@@ -771,7 +782,7 @@ def validate_lines(lines: Iterable[str]) -> list[str]:
         try:
             totask(text)
         except PayloadError as e:
-            raise ConfigurationError(f"line {number}: {_one_line(e)}; nothing was inserted") from e
+            raise ConfigurationError(f"line {number}: {_one_line(e)}{_hint(e)}; nothing was inserted") from e
         kept.append(text)
     return kept
 
