@@ -539,3 +539,12 @@ def test_status_watch_prints_rate_and_eta(tmp_path: Path) -> None:
     first, second = result.stdout.strip().splitlines()
     assert "enqueued 4 leased 0 completed 0 rate - tasks/s ETA -" in first
     assert "rate 0.00 tasks/s ETA -" in second
+
+
+def test_status_watch_refuses_json_and_readings_needs_watch(tmp_path: Path) -> None:
+    url = queue(tmp_path)
+    TaskQueue(url, progress=False).counts()
+    both = run("status", url, "--watch", "1", "--json")
+    assert both.exit_code == 2 and "--json and --watch cannot be combined" in both.stderr
+    alone = run("status", url, "--readings", "2")
+    assert alone.exit_code == 2 and "--readings needs --watch" in alone.stderr

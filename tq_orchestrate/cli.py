@@ -437,6 +437,10 @@ def status(
       tqo status sqlite:///tmp/q.db --json
       tqo status sqs://my-queue --watch 30
     """
+    if watch is not None and as_json:
+        raise click.UsageError("--json and --watch cannot be combined")
+    if readings is not None and watch is None:
+        raise click.UsageError("--readings needs --watch")
     if watch is not None:
         with _open_existing(url, **backend_options) as tq:
             watch_status(tq, watch, readings)
