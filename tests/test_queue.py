@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import sample_tasks as st
+from tests.sqs_fixtures import fixture_aws_env, fixture_clean_aws_env  # noqa: F401 - fixtures
 from tq_orchestrate import (
     ConfigurationError,
     QueueEmptyError,
@@ -294,10 +295,12 @@ def test_tasks_and_list_include_leased_and_do_not_lease(url: str) -> None:
     assert (tq.leased, tq.enqueued) == (1, 2)
 
 
-def test_tasks_on_sqs_is_a_clear_error_before_any_call() -> None:
+def test_tasks_on_sqs_is_a_clear_error_before_any_call(aws_env: Path, tmp_path: Path) -> None:
     tq = TaskQueue("sqs://never-contacted", progress=False, region="us-east-1")
     with pytest.raises(ConfigurationError, match=r"listing its messages.*tqo copy"):
         tq.tasks()
+    with pytest.raises(ConfigurationError, match="listing its messages"):
+        TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False).insert(tq)
 
 
 def test_rezero_keeps_tasks(url: str) -> None:
