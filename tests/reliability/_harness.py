@@ -305,7 +305,8 @@ def load_scenario(
     log = workdir / f"{label}-done.txt"
     expected = ids("L", n)
     done = CompletionLog(log)
-    with TaskQueue(url, progress=False) as tq, Workers(url, workdir, worker_args(600, "--log-json")) as pool:
+    args = worker_args(600, "--log-json", "--create")  # the workers start before the first insert
+    with TaskQueue(url, progress=False) as tq, Workers(url, workdir, args) as pool:
         for _ in range(workers):
             pool.start()
         wait_for(lambda: all("polling" in w.text() for w in pool.all), "the workers to start polling")
