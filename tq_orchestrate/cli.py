@@ -673,7 +673,10 @@ def copy_options(fn: F) -> F:
                 "imports",
                 multiple=True,
                 metavar="MODULE",
-                help="Import MODULE for its task definitions (repeatable; --load as in ptq cp).",
+                help=(
+                    "Import MODULE for its task definitions and allow its queueable functions "
+                    "(repeatable; --load as in ptq cp)."
+                ),
             ),
             click.option(
                 "--lease-seconds",
