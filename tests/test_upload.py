@@ -11,6 +11,7 @@ import pytest
 from tests.fakes import FlakyBackend, retryable
 from tq_orchestrate import PayloadTooLargeError, UploadError
 from tq_orchestrate._upload import RetryPolicy, Uploader, split_ranges
+from tq_orchestrate.backends.memory import MemoryBackend
 from tq_orchestrate.errors import BackendError
 
 FAST = RetryPolicy(attempts=5, initial_seconds=0.001, max_seconds=0.01)
@@ -164,3 +165,42 @@ def test_retry_policy_waits_grow_and_stay_capped() -> None:
     policy = RetryPolicy(initial_seconds=1, max_seconds=8)
     for attempt in range(1, 12):
         assert 0 <= policy.wait_seconds(attempt) <= 8
+
+
+class _NoAddNote(Exception):
+    """An exception as on Python 3.10: it has no ``add_note`` method."""
+
+    def __getattribute__(self, name: str) -> object:
+        if name == "add_note":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_add_note_works_without_exception_add_note() -> None:
+    from tq_orchestrate._upload import add_note
+
+    error = _NoAddNote("the real error")
+    assert not hasattr(error, "add_note")
+    add_note(error, "first")
+    add_note(error, "second")
+    assert error.__notes__ == ["first", "second"] and str(error) == "the real error"
+
+
+def test_add_note_uses_add_note_where_python_has_it() -> None:
+    from tq_orchestrate._upload import add_note
+
+    error = ValueError("x")
+    add_note(error, "note")
+    assert error.__notes__ == ["note"]
+
+
+def test_a_failed_upload_on_python_3_10_raises_the_real_error() -> None:
+    from tq_orchestrate import _upload
+
+    def fail(task: object) -> str:
+        raise _NoAddNote("broken encoder")
+
+    backend = MemoryBackend.from_url("mem://no-add-note")
+    with pytest.raises(_NoAddNote, match="broken encoder") as info:
+        _upload.upload(backend, ["a"], fail)
+    assert info.value.__notes__ == ["0 tasks were inserted before this error"]

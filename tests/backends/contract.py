@@ -47,6 +47,8 @@ class BackendContract:
     """Deadline for anything the tests wait for (expiry, lagging counts)."""
     supports_release_all: ClassVar[bool] = True
     """Whether release_all() works (False: it must raise ConfigurationError)."""
+    lists_messages: ClassVar[bool] = False
+    """Whether bodies() and rezero() work (False: they must raise ConfigurationError)."""
     receiver_threads: ClassVar[int] = 4
     """Threads receiving at once in the concurrency test."""
 
@@ -333,6 +335,42 @@ class BackendContract:
         again = self.receive_n(backend, 3)
         assert sorted(m.body for m in again) == ["r1", "r2", "r3"]
         assert {m.message_id for m in got} <= {m.message_id for m in again}
+
+    def test_bodies_lists_leased_and_delayed_without_leasing(self, backend: Backend) -> None:
+        if not self.lists_messages:
+            with pytest.raises(ConfigurationError):
+                list(backend.bodies())
+            return
+        self.send(backend, ["b1", "b2", "b3"])
+        self.send(backend, ["later"], delay_seconds=self.long_lease_seconds)
+        (leased,) = self.receive_n(backend, 1)
+        assert sorted(backend.bodies()) == ["b1", "b2", "b3", "later"]
+        backend.delete([leased.handle])
+        assert sorted(backend.bodies()) == sorted({"b1", "b2", "b3", "later"} - {leased.body})
+        self.assert_counts(backend, visible=2, leased=0, delayed=1)
+
+    def test_bodies_ignores_messages_sent_while_listing(self, backend: Backend) -> None:
+        if not self.lists_messages:
+            return
+        self.send(backend, ["a", "b"])
+        seen = []
+        for body in backend.bodies():
+            seen.append(body)
+            self.send(backend, [body + "-copy"])
+        assert sorted(seen) == ["a", "b"]
+
+    def test_rezero_keeps_messages(self, backend: Backend) -> None:
+        if not self.lists_messages:
+            with pytest.raises(ConfigurationError):
+                backend.rezero()
+            return
+        self.send(backend, ["z1", "z2"])
+        backend.delete([self.receive_one(backend).handle])
+        backend.rezero()
+        counts = self.assert_counts(backend, visible=1, leased=0, delayed=0)
+        assert (counts.inserted, counts.completed) == (0, 0)
+        backend.delete([self.receive_one(backend).handle])
+        assert backend.counts().completed == 1
 
     # -- dead letters ---------------------------------------------------------
 
