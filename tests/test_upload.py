@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from collections.abc import Sequence
 
@@ -162,9 +163,18 @@ def test_split_ranges_cover_everything_once(total: int, parts: int) -> None:
 
 
 def test_retry_policy_waits_grow_and_stay_capped() -> None:
+    """Waits are random up to initial * multiplier**(attempt-1), and that ceiling stops at the cap."""
+    random.seed(7)
     policy = RetryPolicy(initial_seconds=1, max_seconds=8)
-    for attempt in range(1, 12):
-        assert 0 <= policy.wait_seconds(attempt) <= 8
+    ceilings = [min(8.0, 2.0 ** (attempt - 1)) for attempt in range(1, 9)]  # 1, 2, 4, 8, 8, ...
+    means = []
+    for attempt, ceiling in enumerate(ceilings, start=1):
+        waits = [policy.wait_seconds(attempt) for _ in range(2000)]
+        assert all(0 <= w <= ceiling for w in waits), f"attempt {attempt}: a wait above {ceiling}"
+        assert max(waits) > 0.9 * ceiling, f"attempt {attempt}: waits never come near {ceiling}"
+        means.append(sum(waits) / len(waits))
+    assert means[0] < means[1] < means[2] < means[3], f"the waits do not grow: {means[:4]}"
+    assert max(means[3:]) < 1.2 * min(means[3:]), f"the waits keep growing past the cap: {means[3:]}"
 
 
 class _NoAddNote(Exception):

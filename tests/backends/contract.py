@@ -28,7 +28,7 @@ from typing import ClassVar, TypeVar
 
 import pytest
 
-from tq_orchestrate.backends.base import Backend, Counts, Message
+from tq_orchestrate.backends.base import Backend, Counts, DeadLetter, Message
 from tq_orchestrate.errors import ConfigurationError, LeaseLostError, TaskQueueError
 
 T = TypeVar("T")
@@ -398,6 +398,25 @@ class BackendContract:
         back = self.receive_one(backend)
         assert (back.body, back.receive_count) == ("poison", 1)
         assert backend.dead_letters() == []
+
+    def test_dead_letters_are_listed_oldest_first(self, backend: Backend) -> None:
+        if not backend.capabilities.dead_letters:
+            return
+        order = ["c-first", "b-second", "a-third"]  # listed by age, never by body
+        for body in order:
+            self.send(backend, [body])
+            time.sleep(0.02)  # distinct send times, even at millisecond resolution
+        held = {m.body: m for m in self.receive_n(backend, len(order))}
+        for body in order:
+            backend.dead_letter(held[body].handle, f"poison {body}")
+            time.sleep(0.02)
+
+        def all_three() -> list[DeadLetter] | None:
+            letters = backend.dead_letters()
+            return letters if len(letters) == len(order) else None
+
+        letters = self.eventually(all_three, "three dead letters")
+        assert [d.body for d in letters] == order
 
     def test_dead_letter_now_keeps_raw_body(self, backend: Backend) -> None:
         if not backend.capabilities.dead_letters:
