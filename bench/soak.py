@@ -23,7 +23,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,6 +213,17 @@ HEADER = (
 )
 
 
+def _measured(value: int | None) -> str:
+    """A figure, or "-" where the scenario did not measure it."""
+    return "-" if value is None else f"{value:,}"
+
+
+def _sum_measured(values: Iterable[int | None]) -> int | None:
+    """The sum of the measured figures; None if none was measured."""
+    measured = [v for v in values if v is not None]
+    return sum(measured) if measured else None
+
+
 def table(rows: list[h.Figures]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
     for r in rows:
@@ -226,7 +237,7 @@ def table(rows: list[h.Figures]) -> str:
             f"{r.completed:,}",
             f"{r.lost:,}",
             f"{r.repeats:,}",
-            f"{r.leased_twice:,}",
+            _measured(r.leased_twice),
             hostile,
             rate,
             f"{r.seconds:.1f}",
@@ -239,13 +250,13 @@ def table(rows: list[h.Figures]) -> str:
         total.completed += r.completed
         total.lost += r.lost
         total.repeats += r.repeats
-        total.leased_twice += r.leased_twice
         total.hostile_tried += r.hostile_tried
         total.hostile_refused += r.hostile_refused
         total.seconds += r.seconds
+    twice = _measured(_sum_measured(r.leased_twice for r in rows))
     lines.append(
         f"| **total** | {total.faults:,} | {total.inserted:,} | {total.completed:,} | **{total.lost:,}** | "
-        f"{total.repeats:,} | {total.leased_twice:,} | {total.hostile_tried}/{total.hostile_refused} | - | "
+        f"{total.repeats:,} | {twice} | {total.hostile_tried}/{total.hostile_refused} | - | "
         f"{total.seconds:.1f} |"
     )
     return "\n".join(lines)

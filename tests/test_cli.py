@@ -31,7 +31,20 @@ from tq_orchestrate.errors import BackendError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = "tests.tasks_fixture"
-COMMANDS = ["work", "status", "purge", "release", "dlq", "copy", "insert", "sqs-create", "demo"]
+COMMANDS = [
+    "work",
+    "status",
+    "purge",
+    "release",
+    "rezero",
+    "dlq",
+    "copy",
+    "cp",
+    "mv",
+    "insert",
+    "sqs-create",
+    "demo",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +128,8 @@ def test_a_bad_line_names_its_number_and_nothing_is_inserted(tmp_path: Path) -> 
     assert result.exit_code == 1
     line = error_line(result)
     assert line.startswith("Error: line 3:") and "NoSuchTask" in line and "nothing was inserted" in line
-    assert counts(url)["enqueued"] == 0
+    assert "--import MODULE" in line
+    assert not (tmp_path / "q.db").exists()  # the queue was never opened
     broken = run("insert", url, "-", "-i", FIXTURE, input=payload_lines(out, ["a"]) + "{not json\n")
     assert broken.exit_code == 1 and error_line(broken).startswith("Error: line 2: invalid task payload")
 
@@ -244,7 +258,7 @@ def test_work_takes_backend_options_over_the_url_query(tmp_path: Path) -> None:
         tq.insert([WorkerFailTask(str(out), "x")])
     args = ["-i", FIXTURE, "--burst", "--retry-delay", "0", "--log-level", "CRITICAL"]
     result = run("work", url, *args, "-o", "max_receives=1", "--option", "busy_timeout_seconds=2.5")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == cli_module.EXIT_TASKS_FAILED, result.output
     assert read_lines(out) == ["fail x"]  # dead-lettered after one receive, not five
     assert counts(url)["dead"] == 1
 
@@ -257,6 +271,7 @@ def test_every_url_command_takes_backend_options(tmp_path: Path, command: list[s
     url, out = queue(tmp_path), tmp_path / "out"
     source = tmp_path / "tasks.jsonl"
     source.write_text(payload_lines(out, ["a"]))
+    TaskQueue(url, progress=False).counts()  # the file exists
     args = [a.replace("{source}", str(source)) for a in command]
     good = run(args[0], url, *args[1:], "-o", "durability=full", "-o", "max_receives=2")
     assert good.exit_code == 0, good.output
@@ -318,7 +333,10 @@ def test_dlq_lists_class_receives_and_error_then_redrives(tmp_path: Path) -> Non
         tq.insert([WorkerFailTask(str(out), "x"), WorkerAppendTask(str(out), "ok")])
         tq.backend.send_batch(["{garbage"])
     worked = run("work", url, "-i", FIXTURE, "--burst", "--retry-delay", "0", "--log-level", "CRITICAL")
-    assert worked.exit_code == 0
+    assert worked.exit_code == cli_module.EXIT_TASKS_FAILED
+    assert error_line(worked) == (
+        "Error: 1 task run failed and 1 corrupt message dead-lettered; 1 task succeeded"
+    )
     listed = run("dlq", url)
     assert listed.exit_code == 0
     rows = listed.stdout.strip().splitlines()
@@ -414,3 +432,119 @@ def test_the_tqo_console_script_works_and_drains_a_queue(tmp_path: Path) -> None
     assert json.loads(status.stdout)["completed"] == 3
     bad = tqo_run("status", "nosuchscheme://x")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("Error: ")
+
+
+# -- issue 10: missing queue files, burst exit status, ptq commands, --watch ----------------
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["dlq"], ["purge", "--yes"], ["release"], ["rezero"], ["work", "--burst"]]
+)
+def test_a_missing_queue_file_is_an_error_naming_path_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run(command[0], "sqlite://typo.db", *command[1:])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: queue sqlite://typo.db: file ")
+    assert str(tmp_path / "typo.db") in line and f"working directory {tmp_path}" in line
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_a_bare_missing_name_is_an_error_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("status", "my-queue")
+    assert result.exit_code == 1 and "does not exist" in error_line(result)
+
+
+def test_work_create_waits_for_a_producer_on_a_missing_file(tmp_path: Path) -> None:
+    url = queue(tmp_path)
+    result = run("work", url, "--create", "--burst")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "q.db").exists()
+
+
+def test_insert_still_creates_the_queue_file(tmp_path: Path) -> None:
+    url, out = queue(tmp_path, "new"), tmp_path / "out"
+    result = run("insert", url, "-", "-i", FIXTURE, input=payload_lines(out, ["a"]))
+    assert result.exit_code == 0, result.output
+    assert counts(url)["visible"] == 1
+
+
+def test_work_burst_exits_0_only_when_every_task_succeeded(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), "ok")])
+    assert run("work", url, "-i", FIXTURE, "--burst").exit_code == 0
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerFailTask(str(out), "x"), WorkerAppendTask(str(out), "ok2")])
+    failed = run("work", url, "-i", FIXTURE, "--burst", "--retry-delay", "60", "--log-level", "CRITICAL")
+    assert failed.exit_code == 3
+    assert error_line(failed) == (
+        "Error: 1 task run failed and 0 corrupt messages dead-lettered; 1 task succeeded"
+    )
+
+
+def test_work_logs_progress_at_the_default_level(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(3)])
+    result = run("work", url, "-i", FIXTURE, "--burst", "--progress-seconds", "0.000001")
+    assert result.exit_code == 0
+    assert "progress: 3 done, 0 failed" in result.stderr
+    quiet = run("work", url, "-i", FIXTURE, "--burst", "--progress-seconds", "0")
+    assert "progress:" not in quiet.stderr
+
+
+def test_rezero_zeroes_the_totals_and_keeps_the_tasks(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(3)])
+    result = run("rezero", url)
+    assert result.exit_code == 0 and f"rezeroed {url}" in result.stdout
+    data = counts(url)
+    assert (data["inserted"], data["completed"], data["enqueued"]) == (0, 0, 3)
+
+
+def test_mv_and_cp_with_load_are_ptqs_commands(tmp_path: Path) -> None:
+    src, dst, dst2 = queue(tmp_path, "src"), queue(tmp_path, "dst"), queue(tmp_path, "dst2")
+    out = tmp_path / "out"
+    with TaskQueue(src, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(5)])
+    copied = run("cp", src, dst, "--load", FIXTURE)
+    assert copied.exit_code == 0 and "copied 5 tasks" in copied.stdout
+    moved = run("mv", src, dst2, "--import", FIXTURE)
+    assert moved.exit_code == 0 and "moved 5 tasks" in moved.stdout
+    assert (counts(src)["enqueued"], counts(dst)["enqueued"], counts(dst2)["enqueued"]) == (0, 5, 5)
+    missing = run("mv", queue(tmp_path, "nosuch"), dst, "-i", FIXTURE)
+    assert missing.exit_code == 1 and "does not exist" in error_line(missing)
+
+
+def test_drain_rate_and_eta() -> None:
+    assert cli_module.drain_rate([(0.0, 10)]) is None
+    assert cli_module.drain_rate([(0.0, 10), (5.0, 20), (10.0, 40)]) == 3.0
+    assert cli_module.drain_rate([(0.0, -100), (10.0, -50)]) == 5.0  # backlog falling
+    assert cli_module.eta_text(3725, 1.0) == "1:02:05"
+    assert cli_module.eta_text(10, None) == "-" and cli_module.eta_text(10, -1.0) == "-"
+    assert cli_module.eta_text(0, None) == "0:00:00"
+
+
+def test_status_watch_prints_rate_and_eta(tmp_path: Path) -> None:
+    url, out = queue(tmp_path), tmp_path / "out"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerAppendTask(str(out), str(i)) for i in range(4)])
+    result = run("status", url, "--watch", "0.01", "--readings", "2")
+    assert result.exit_code == 0, result.output
+    first, second = result.stdout.strip().splitlines()
+    assert "enqueued 4 leased 0 completed 0 rate - tasks/s ETA -" in first
+    assert "rate 0.00 tasks/s ETA -" in second
+
+
+def test_status_watch_refuses_json_and_readings_needs_watch(tmp_path: Path) -> None:
+    url = queue(tmp_path)
+    TaskQueue(url, progress=False).counts()
+    both = run("status", url, "--watch", "1", "--json")
+    assert both.exit_code == 2 and "--json and --watch cannot be combined" in both.stderr
+    alone = run("status", url, "--readings", "2")
+    assert alone.exit_code == 2 and "--readings needs --watch" in alone.stderr

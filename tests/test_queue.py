@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import sample_tasks as st
+from tests.sqs_fixtures import fixture_aws_env, fixture_clean_aws_env  # noqa: F401 - fixtures
 from tq_orchestrate import (
     ConfigurationError,
     QueueEmptyError,
@@ -227,3 +228,103 @@ def test_a_killed_upload_process_ends_the_upload_even_if_sigterm_is_handled(tmp_
             tq.insert_all(EndlessPrintTasks(), parallel=2)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# -- python-task-queue's constructor and methods (issue 10) ----------------------
+
+
+class IgnoresSlices(RecordTaskIterator):
+    """A broken ``__getitem__``: every slice is the whole listing."""
+
+    def __getitem__(self, slc: slice) -> RecordTaskIterator:
+        return copy.deepcopy(self)
+
+
+def test_upstream_constructor_arguments(tmp_path: Path) -> None:
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", 7, True, False)
+    assert (tq.concurrency, tq.green, tq.progress) == (7, True, False)
+    sqs = TaskQueue("sqs://some-queue", n_threads=3, green=True, progress=False, region_name="eu-west-1")
+    assert sqs.backend_options == {"region": "eu-west-1"} and sqs.concurrency == 3
+    clone = pickle.loads(pickle.dumps(sqs))
+    assert (clone.green, clone.concurrency, clone.backend_options) == (True, 3, {"region": "eu-west-1"})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_threads": 0},
+        {"n_threads": True},
+        {"n_threads": 4, "concurrency": 8},
+        {"region_name": "us-east-1", "region": "eu-west-1"},
+    ],
+)
+def test_contradictory_or_bad_constructor_arguments_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        TaskQueue("sqs://q", **kwargs)  # type: ignore[arg-type]
+
+
+def test_unknown_scheme_fails_at_construction() -> None:
+    with pytest.raises(UnknownSchemeError, match="nosuch"):
+        TaskQueue("nosuch://x")
+
+
+def test_insert_another_queue_copies_without_leasing(url: str, tmp_path: Path) -> None:
+    src = TaskQueue(f"sqlite://{tmp_path}/src.db", progress=False)
+    src.insert([st.PrintTask(i) for i in range(25)])
+    held = src.lease(seconds=60)
+    dst = TaskQueue(url, progress=False)
+    assert dst.insert(src) == 25
+    assert sorted(t.txt for t in dst.tasks()) == sorted(str(i) for i in range(25))
+    assert src.enqueued == 25 and src.leased == 1
+    src.delete(held)
+
+
+def test_insert_a_queue_into_itself_is_refused(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    tq.insert(st.PrintTask(1))
+    with pytest.raises(ConfigurationError, match="itself"):
+        tq.insert(TaskQueue(url, progress=False))
+    assert tq.enqueued == 1
+
+
+def test_tasks_and_list_include_leased_and_do_not_lease(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    tq.insert([st.PrintTask("a"), st.PrintTask("b")])
+    tq.lease(seconds=60)
+    assert sorted(t.txt for t in tq.list()) == ["a", "b"]
+    assert (tq.leased, tq.enqueued) == (1, 2)
+
+
+def test_tasks_on_sqs_is_a_clear_error_before_any_call(aws_env: Path, tmp_path: Path) -> None:
+    tq = TaskQueue("sqs://never-contacted", progress=False, region="us-east-1")
+    with pytest.raises(ConfigurationError, match=r"listing its messages.*tqo copy"):
+        tq.tasks()
+    with pytest.raises(ConfigurationError, match="listing its messages"):
+        TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False).insert(tq)
+
+
+def test_rezero_keeps_tasks(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    tq.insert([st.PrintTask(i) for i in range(3)])
+    tq.delete(tq.lease(seconds=60))
+    tq.rezero()
+    assert (tq.inserted, tq.completed, tq.enqueued) == (0, 0, 2)
+
+
+def test_upstream_method_names(url: str) -> None:
+    tq = TaskQueue(url, progress=False)
+    assert tq.insert([st.PrintTask(1), st.PrintTask(2)], 0, None, 1, True) == 2
+    task = tq.lease(30, 1, None)
+    tq.renew_lease(task, 60)
+    assert tq.release_all() == 1
+    tq.purge(native=True)
+    assert tq.is_empty() and tq.enqueued == 0
+
+
+def test_parallel_upload_of_a_listing_that_does_not_slice_inserts_each_task_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tq = TaskQueue(f"sqlite://{tmp_path}/q.db", progress=False)
+    assert tq.insert_all(IgnoresSlices(str(tmp_path / "out"), 0, 300), parallel=3) == 300
+    assert tq.enqueued == 300
+    assert "does not slice" in caplog.text and "IgnoresSlices[0:100] has 300 items" in caplog.text

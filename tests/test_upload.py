@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ import pytest
 from tests.fakes import FlakyBackend, retryable
 from tq_orchestrate import PayloadTooLargeError, UploadError
 from tq_orchestrate._upload import RetryPolicy, Uploader, split_ranges
+from tq_orchestrate.backends.memory import MemoryBackend
 from tq_orchestrate.errors import BackendError
 
 FAST = RetryPolicy(attempts=5, initial_seconds=0.001, max_seconds=0.01)
@@ -161,6 +163,54 @@ def test_split_ranges_cover_everything_once(total: int, parts: int) -> None:
 
 
 def test_retry_policy_waits_grow_and_stay_capped() -> None:
+    """Waits are random up to initial * multiplier**(attempt-1), and that ceiling stops at the cap."""
+    random.seed(7)
     policy = RetryPolicy(initial_seconds=1, max_seconds=8)
-    for attempt in range(1, 12):
-        assert 0 <= policy.wait_seconds(attempt) <= 8
+    ceilings = [min(8.0, 2.0 ** (attempt - 1)) for attempt in range(1, 9)]  # 1, 2, 4, 8, 8, ...
+    means = []
+    for attempt, ceiling in enumerate(ceilings, start=1):
+        waits = [policy.wait_seconds(attempt) for _ in range(2000)]
+        assert all(0 <= w <= ceiling for w in waits), f"attempt {attempt}: a wait above {ceiling}"
+        assert max(waits) > 0.9 * ceiling, f"attempt {attempt}: waits never come near {ceiling}"
+        means.append(sum(waits) / len(waits))
+    assert means[0] < means[1] < means[2] < means[3], f"the waits do not grow: {means[:4]}"
+    assert max(means[3:]) < 1.2 * min(means[3:]), f"the waits keep growing past the cap: {means[3:]}"
+
+
+class _NoAddNote(Exception):
+    """An exception as on Python 3.10: it has no ``add_note`` method."""
+
+    def __getattribute__(self, name: str) -> object:
+        if name == "add_note":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_add_note_works_without_exception_add_note() -> None:
+    from tq_orchestrate._upload import add_note
+
+    error = _NoAddNote("the real error")
+    assert not hasattr(error, "add_note")
+    add_note(error, "first")
+    add_note(error, "second")
+    assert error.__notes__ == ["first", "second"] and str(error) == "the real error"
+
+
+def test_add_note_uses_add_note_where_python_has_it() -> None:
+    from tq_orchestrate._upload import add_note
+
+    error = ValueError("x")
+    add_note(error, "note")
+    assert error.__notes__ == ["note"]
+
+
+def test_a_failed_upload_on_python_3_10_raises_the_real_error() -> None:
+    from tq_orchestrate import _upload
+
+    def fail(task: object) -> str:
+        raise _NoAddNote("broken encoder")
+
+    backend = MemoryBackend.from_url("mem://no-add-note")
+    with pytest.raises(_NoAddNote, match="broken encoder") as info:
+        _upload.upload(backend, ["a"], fail)
+    assert info.value.__notes__ == ["0 tasks were inserted before this error"]

@@ -985,3 +985,74 @@ def test_a_background_delete_that_fails_for_good_stops_the_loop(moto_sqs: None, 
     with pytest.raises(BackendError, match="access denied"):
         Worker(broken, WorkerOptions(num_tasks=10, burst_seconds=0)).run()
     assert tq.counts().pending == 5  # executed but not deleted: they will run again
+
+
+# -- issue 10: SIGTERM in poll, progress lines, hints ---------------------------------
+
+
+def test_sigterm_during_poll_stops_after_the_task_and_restores_the_handler(tmp_path: Path) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), str(i)) for i in range(5)])
+    before = signal.getsignal(signal.SIGTERM)
+    executed = poll(tq, num_tasks=5, before_fn=lambda task: os.kill(os.getpid(), signal.SIGTERM))
+    assert executed == 1 and tq.counts().visible == 4
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_poll_with_handle_sigterm_false_does_not_touch_sigterm(tmp_path: Path) -> None:
+    tq = mem_queue()
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[object] = []
+    for handle_sigterm in (False, True):
+        tq.insert([WorkerAppendTask(str(tmp_path / "o"), "x")])
+        poll(
+            tq,
+            burst_seconds=0,
+            handle_sigterm=handle_sigterm,
+            before_fn=lambda t: seen.append(signal.getsignal(signal.SIGTERM)),
+        )
+    assert seen[0] is before and seen[1] is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_worker_logs_progress_with_counts_and_rate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerFailTask(str(tmp_path / "o"), "bad")])
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), str(i)) for i in range(4)])
+    fake = FakeTime()
+
+    def tick(task: Any) -> None:
+        fake.now += 5.0
+
+    caplog.set_level(logging.INFO, "tq_orchestrate.worker")
+    options = WorkerOptions(progress_seconds=10.0, before_fn=tick, burst_seconds=0, retry_delay_seconds=60)
+    Worker(tq, options, sleep=fake.sleep, clock=fake.clock).run()
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
+    assert progress == [  # every 10 s of the fake clock; a task takes 5 s
+        "progress: 1 done, 1 failed, 0.10 tasks/s in the last 10 s, 0.10 tasks/s overall",
+        "progress: 3 done, 1 failed, 0.20 tasks/s in the last 10 s, 0.15 tasks/s overall",
+    ]
+
+
+def test_progress_lines_can_be_turned_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tq = mem_queue()
+    tq.insert([WorkerAppendTask(str(tmp_path / "o"), "x")])
+    fake = FakeTime()
+    caplog.set_level(logging.INFO, "tq_orchestrate.worker")
+    options = WorkerOptions(
+        progress_seconds=None, burst_seconds=0, before_fn=lambda t: setattr(fake, "now", 9e9)
+    )
+    Worker(tq, options, sleep=fake.sleep, clock=fake.clock).run()
+    assert not any(r.getMessage().startswith("progress:") for r in caplog.records)
+    with pytest.raises(ConfigurationError, match="progress_seconds"):
+        WorkerOptions(progress_seconds=0)
+
+
+def test_an_unknown_task_class_log_suggests_import(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tq = mem_queue()
+    tq.backend.send_batch(['{"payload": {"class": "NoSuchTaskAnywhere"}, "queueName": "q"}'])
+    poll(tq, retry_delay_seconds=0, max_loops=1)
+    (record,) = [r for r in caplog.records if "NoSuchTaskAnywhere" in r.getMessage()]
+    assert "--import MODULE" in record.getMessage()

@@ -185,7 +185,10 @@ def test_a_poison_task_is_dead_lettered_after_n_receives_while_the_others_comple
         tq.insert([WorkerFailTask(str(out), "poison"), *good])
     args = ("--retry-delay", "0", "--lease-seconds", "5", "--empty-for", "3", "--min-backoff", "0.2")
     pair = [spawn(workers, queue_url, tmp_path, "--num-tasks", str(n), *args) for n in (1, 10)]
-    assert [w.wait() for w in pair] == [0, 0]
+    codes = [w.wait() for w in pair]
+    # a burst worker exits 3 exactly when a task it took failed
+    assert codes == [3 if any(e["outcome"] == "error" for e in w.events()) else 0 for w in pair]
+    assert 3 in codes
     lines = read_lines(out)
     assert sorted(x for x in lines if x.startswith("g")) == sorted(t.text for t in good)
     assert lines.count("fail poison") == 3
@@ -207,8 +210,9 @@ def test_a_corrupt_payload_is_dead_lettered_with_its_raw_text(
         tq.backend.send_batch([raw])
         tq.insert([WorkerAppendTask(str(out), "after")])
     w = spawn(workers, queue_url, tmp_path, "--num-tasks", "10", "--empty-for", "2", "--min-backoff", "0.2")
-    assert w.wait() == 0
+    assert w.wait() == 3  # a burst that dead-lettered a message
     assert sorted(read_lines(out)) == ["after", "before"]
+    assert "0 task runs failed and 1 corrupt message dead-lettered" in w.log_path.read_text()
     assert raw in w.log_path.read_text().replace('\\"', '"')
     assert sorted(e["outcome"] for e in w.events()) == ["dead_lettered", "ok", "ok"]
     with TaskQueue(queue_url, progress=False) as tq:
@@ -216,3 +220,64 @@ def test_a_corrupt_payload_is_dead_lettered_with_its_raw_text(
         assert [d.body for d in dead] == [raw]
         assert dead[0].error is not None and "corrupt payload" in dead[0].error
         assert tq.counts().pending == 0
+
+
+POLL_SCRIPT = """
+import signal, sys
+from tq_orchestrate import TaskQueue
+import tests.tasks_fixture
+
+marker = lambda signum, frame: None
+signal.signal(signal.SIGTERM, marker)
+tq = TaskQueue(sys.argv[1], progress=False)
+executed = tq.poll(lease_seconds=60, num_tasks=10, handle_sigterm=sys.argv[2] == "on")
+print("returned", executed, signal.getsignal(signal.SIGTERM) is marker, flush=True)
+"""
+
+
+def _poll_process(url: str, handle: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", POLL_SCRIPT, url, handle],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sigterm_stops_tq_poll_after_the_task_in_hand_and_restores_the_handler(tmp_path: Path) -> None:
+    out, url = tmp_path / "out.txt", f"sqlite://{tmp_path}/q.db"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert(
+            [WorkerSleepTask(str(out), "t", 2.0)] + [WorkerAppendTask(str(out), f"a{i}") for i in range(4)]
+        )
+    proc = _poll_process(url, "on")
+    try:
+        wait_for(started(out, "t"), "the task to start")
+        proc.send_signal(signal.SIGTERM)
+        text, _ = proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, text
+    assert "returned 1 True" in text
+    assert read_lines(out)[-1].startswith("done t ")
+    with TaskQueue(url, progress=False) as tq:
+        counts = tq.counts()
+        assert (counts.visible, counts.leased, counts.completed) == (4, 0, 1)
+
+
+def test_handle_sigterm_false_leaves_sigterm_to_the_caller(tmp_path: Path) -> None:
+    out, url = tmp_path / "out.txt", f"sqlite://{tmp_path}/q.db"
+    with TaskQueue(url, progress=False) as tq:
+        tq.insert([WorkerSleepTask(str(out), "t", 3.0)])
+    proc = _poll_process(url, "off")
+    try:
+        wait_for(started(out, "t"), "the task to start")
+        proc.send_signal(signal.SIGTERM)  # meets the script's own no-op handler: poll goes on
+        time.sleep(0.5)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)  # SIGINT still stops poll after the task
+        text, _ = proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+    assert "returned 1 True" in text, text

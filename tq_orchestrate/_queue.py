@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tqdm import tqdm
@@ -14,10 +15,16 @@ from tqdm import tqdm
 from . import _task
 from ._payload import ArrayFormat, check_array_format
 from ._task import Task, as_tasks, totask
-from ._upload import Progress, RetryPolicy, Uploader, upload_sharded
-from .backends import open_backend, split_scheme
+from ._upload import Progress, RetryPolicy, Uploader, split_ranges, upload_sharded
+from .backends import known_schemes, open_backend, split_scheme
 from .backends.base import Backend, Counts, DeadLetter, Message
-from .errors import ConfigurationError, DeserializationError, QueueEmptyError, TaskQueueError
+from .errors import (
+    ConfigurationError,
+    DeserializationError,
+    QueueEmptyError,
+    TaskQueueError,
+    UnknownSchemeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +37,40 @@ class TaskQueue:
     Backend options (region, endpoint_url, max_receives, engine...) pass through
     to the backend. The queue is picklable: a child process rebuilds it from the
     URL and options, so settings reach every upload process.
+
+    python-task-queue's ``TaskQueue(qurl, n_threads, green, progress, region_name=...)``
+    works: ``n_threads`` is the upload ``concurrency``; ``green`` is accepted and
+    changes nothing (the upload engine is concurrent without gevent and needs no
+    monkey patching); ``region_name`` is the backend's ``region``. An unknown URL
+    scheme fails here, not at first use.
     """
 
     def __init__(
         self,
         url: str,
-        *,
+        n_threads: int | None = None,
+        green: bool = False,
         progress: bool = True,
+        *,
         array_format: ArrayFormat = "list",
         concurrency: int | None = None,
         retry: RetryPolicy | None = None,
         start_method: str | None = None,
+        region_name: str | None = None,
         **backend_options: Any,
     ) -> None:
         if not isinstance(url, str) or not url:
             raise ConfigurationError(f"queue URL must be a non-empty string, got {url!r}")
+        check_scheme(url)
+        concurrency = _concurrency(n_threads, concurrency)
+        if region_name is not None:
+            if backend_options.get("region", region_name) != region_name:
+                raise ConfigurationError(
+                    f"region_name={region_name!r} and region={backend_options['region']!r} disagree"
+                )
+            backend_options["region"] = region_name
+        self.green = bool(green)
+        """Accepted for python-task-queue; uploads are concurrent without gevent."""
         self.url = url
         self.name = _short_name(url)
         """The queue's short name (the ``queueName`` written into each message)."""
@@ -70,6 +96,7 @@ class TaskQueue:
     def _options(self) -> dict[str, Any]:
         return {
             "progress": self.progress,
+            "green": self.green,
             "array_format": self.array_format,
             "concurrency": self.concurrency,
             "retry": self.retry,
@@ -107,9 +134,22 @@ class TaskQueue:
         delay_seconds: float = 0,
         total: int | None = None,
         parallel: int = 1,
+        skip_insert_counter: bool = False,
+        *,
         progress: bool | None = None,
     ) -> int:
-        """Insert one task or an iterable of tasks; return how many were inserted."""
+        """Insert one task, an iterable of tasks, or every task of another queue.
+
+        Return how many were inserted. ``skip_insert_counter`` is accepted for
+        python-task-queue: our backends count each insert once, as it lands.
+        Another ``TaskQueue`` is copied without leasing (where its backend can
+        list its messages, see :meth:`tasks`); it stays as it was.
+        """
+        del skip_insert_counter
+        if isinstance(tasks, TaskQueue):
+            if tasks.url == self.url:
+                raise ConfigurationError(f"inserting {self.url} into itself would duplicate every task")
+            tasks = tasks.tasks()
         return self.insert_all(as_tasks(tasks), total, parallel, delay_seconds, progress)
 
     def insert_all(
@@ -134,7 +174,7 @@ class TaskQueue:
         with tqdm(total=total, desc="Inserting", unit="task", disable=not show) as bar:
             if parallel is True:
                 parallel = os.cpu_count() or 1
-            if parallel > 1 and _sliceable(tasks) and total:
+            if parallel > 1 and _sliceable(tasks) and total and _slices_ok(tasks, total, parallel):
                 opts = {**self._options(), "progress": False}
                 return upload_sharded(
                     TaskQueue(self.url, **opts),
@@ -181,7 +221,7 @@ class TaskQueue:
         _set_id(task, message.handle)
         return task
 
-    def lease(self, seconds: float = 600, num_tasks: int = 1, wait_sec: float = 0) -> Any:
+    def lease(self, seconds: float = 600, num_tasks: int = 1, wait_sec: float | None = 0) -> Any:
         """Lease tasks; one task when ``num_tasks == 1``, else a list.
 
         Raises QueueEmptyError when nothing is available. A message that does not
@@ -191,7 +231,7 @@ class TaskQueue:
         if num_tasks <= 0:
             raise ConfigurationError(f"num_tasks must be > 0, got {num_tasks}")
         tasks: list[Task] = []
-        messages = self.receive(min(num_tasks, _MAX_LEASE_BATCH), seconds, wait_sec)
+        messages = self.receive(min(num_tasks, _MAX_LEASE_BATCH), seconds, wait_sec or 0)
         for message in messages:
             try:
                 tasks.append(self.decode(message))
@@ -231,14 +271,35 @@ class TaskQueue:
         self.backend.change_lease(_handle(task), delay_seconds)
 
     cancel = release
+    renew_lease = renew
 
     def release_all(self) -> int:
         """Make every leased task visible now; return how many."""
         return self.backend.release_all()
 
-    def purge(self) -> None:
-        """Delete every task in the queue, leased or not."""
+    def purge(self, native: bool = False) -> None:
+        """Delete every task in the queue, leased or not.
+
+        ``native`` is accepted for python-task-queue: every backend purges natively.
+        """
+        del native
         self.backend.purge()
+
+    def rezero(self) -> None:
+        """Set the inserted and completed totals to zero (tasks stay)."""
+        self.backend.rezero()
+
+    def tasks(self) -> Iterator[Task]:
+        """Every task not yet deleted, leased or not, without leasing any.
+
+        Backends that cannot list their messages (SQS) raise ConfigurationError
+        at once; copy such a queue with ``tqo copy``, which leases.
+        """
+        try:
+            bodies = self.backend.bodies()
+        except ConfigurationError as e:
+            raise ConfigurationError(f"{e}; use tqo copy, which leases each task instead") from e
+        return (totask(body) for body in bodies)
 
     # -- counting -------------------------------------------------------------
 
@@ -291,6 +352,17 @@ class TaskQueue:
 
         return poll(self, *args, **kwargs)
 
+    def list(self) -> builtins.list[Task]:
+        """Every task not yet deleted, as a list (see :meth:`tasks`)."""
+        return builtins.list(self.tasks())
+
+
+def check_scheme(url: str) -> None:
+    """Raise UnknownSchemeError now if no backend serves ``url``'s scheme."""
+    scheme = split_scheme(url)[0]
+    if scheme not in known_schemes():
+        raise UnknownSchemeError(url, scheme, known_schemes())
+
 
 def _short_name(url: str) -> str:
     """The last part of a queue URL, without a database file suffix."""
@@ -311,6 +383,40 @@ def _sliceable(tasks: Any) -> bool:
     return hasattr(tasks, "__len__") and hasattr(tasks, "__getitem__")
 
 
+def _slices_ok(tasks: Any, total: int, parallel: int) -> bool:
+    """Whether each shard ``tasks[a:b]`` has ``b - a`` items; else warn (one process uploads).
+
+    A ``__getitem__`` that ignores the slice would make every process upload
+    everything: duplicates that nothing reports.
+    """
+    for start, stop in split_ranges(total, parallel):
+        part = tasks[start:stop]
+        got = len(part) if hasattr(part, "__len__") else None
+        if got != stop - start:
+            log.warning(
+                "parallel upload: %s[%d:%d] has %s items, expected %d (its __getitem__ does not "
+                "slice); uploading in one process so that no task is inserted twice",
+                type(tasks).__name__,
+                start,
+                stop,
+                "unknown" if got is None else got,
+                stop - start,
+            )
+            return False
+    return True
+
+
+def _concurrency(n_threads: int | None, concurrency: int | None) -> int | None:
+    """The upload concurrency from python-task-queue's ``n_threads`` or ours."""
+    if n_threads is None:
+        return concurrency
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise ConfigurationError(f"n_threads must be an integer >= 1, got {n_threads!r}")
+    if concurrency is not None and concurrency != n_threads:
+        raise ConfigurationError(f"n_threads={n_threads} and concurrency={concurrency} disagree")
+    return n_threads
+
+
 def _handle(task: Any) -> str:
     if isinstance(task, str):
         return task
@@ -323,7 +429,4 @@ def _handle(task: Any) -> str:
 
 
 def _set_id(task: Task, handle: str) -> None:
-    if isinstance(task, _task.RegisteredTask):
-        task._id = handle
-    else:
-        task.id = handle
+    _task.set_id(task, handle)

@@ -109,13 +109,14 @@ class Uploader:
             self._finish()
         except Exception as e:  # bad input, a broken generator: what was read still goes in
             self._finish_quietly()
-            e.add_note(f"{self._state.inserted} tasks were inserted before this error")
+            add_note(e, f"{self._state.inserted} tasks were inserted before this error")
             raise
         except BaseException as e:  # Ctrl-C, SystemExit: stop now, resend nothing
             unsent = self._wait_in_flight()
-            e.add_note(
+            add_note(
+                e,
                 f"{self._state.inserted} tasks were inserted before the upload was interrupted"
-                + (f"; refused and not resent: {unsent}" if unsent else "")
+                + (f"; refused and not resent: {unsent}" if unsent else ""),
             )
             raise
         finally:
@@ -138,7 +139,7 @@ class Uploader:
                 body = encode(task)
             except PayloadError as e:
                 self._read = index + 1
-                e.add_note(f"in task #{index}: {_describe(task)}")
+                add_note(e, f"in task #{index}: {_describe(task)}")
                 raise
             nbytes = len(body) if body.isascii() else len(body.encode("utf-8"))
             if nbytes > max_message:
@@ -257,6 +258,22 @@ class Uploader:
             )
             raise UploadError(reason, inserted=state.inserted, failed=state.failed) from state.fatal
         return state.inserted
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)``, also on Python 3.10 (which has no add_note)."""
+    adder = getattr(error, "add_note", None)
+    if callable(adder):
+        adder(note)
+        return
+    notes = getattr(error, "__notes__", None)
+    try:
+        if isinstance(notes, list):
+            notes.append(note)
+        else:
+            error.__notes__ = [note]
+    except AttributeError:  # an exception type with __slots__: keep the error itself intact
+        pass
 
 
 def _describe(task: Any) -> str:

@@ -1,12 +1,19 @@
-"""The ``tqo`` command line: work, status, purge, release, dlq, copy, insert, sqs-create, demo.
+"""The ``tqo`` command line: work, status, purge, release, rezero, dlq, copy (cp, mv), insert,
+sqs-create, demo.
 
 Every command prints errors as one line on stderr and exits non-zero
-(1 for a queue error, 2 for a usage error). Logging is configured here and in
+(1 for a queue error, 2 for a usage error; ``work --burst`` exits
+:data:`EXIT_TASKS_FAILED` when tasks failed). Logging is configured here and in
 the worker entry point only.
+
+Commands that read or work a queue refuse an embedded queue file that does not
+exist (a mistyped path is not a new empty queue); ``insert`` creates it, and
+``work --create`` waits for a producer.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib
 import inspect
@@ -14,16 +21,17 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import ConfigurationError, PayloadError, TaskQueueError
+from .errors import ConfigurationError, PayloadError, TaskQueueError, UnsafeTaskError
 
 if TYPE_CHECKING:
     from ._queue import TaskQueue
-    from .backends.base import Message
+    from .backends.base import Counts, Message
     from .worker import WorkerStats
 
 __all__ = ["cli", "main", "work"]
@@ -31,6 +39,10 @@ __all__ = ["cli", "main", "work"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXIT_TASKS_FAILED = 3
+"""``tqo work --burst`` exit status when a task it took failed or was dead-lettered."""
+RATE_WINDOW = 10
+"""``status --watch`` computes the drain rate over this many readings."""
 COPY_CHUNK = 1000
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -56,6 +68,22 @@ def _open(url: str, **options: Any) -> TaskQueue:
     from ._queue import TaskQueue
 
     return TaskQueue(url, progress=False, **options)
+
+
+def existing_only(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus ``create=False`` for an embedded queue (a missing file is an error).
+
+    An explicit ``-o create=true`` wins.
+    """
+    from .backends import split_scheme
+
+    if split_scheme(url)[0] != "sqlite":
+        return options
+    return {"create": False, **options}
+
+
+def _open_existing(url: str, **options: Any) -> TaskQueue:
+    return _open(url, **existing_only(url, options))
 
 
 import_option = click.option(
@@ -258,6 +286,18 @@ def main(argv: Sequence[str] | None = None) -> None:
 )
 @click.option("--max-retry-delay", type=click.FloatRange(min=0), default=300.0, show_default=True)
 @click.option("--stop-on-error", is_flag=True, help="Exit (status 1) when a task raises.")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create a missing embedded queue file and wait for tasks (default: a missing file is an error).",
+)
+@click.option(
+    "--progress-seconds",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Log tasks done, failed and the rate this often (0: never).",
+)
 @click.option("--no-heartbeat", is_flag=True, help="Do not renew the leases of running tasks.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO")
 @click.option("--log-json", is_flag=True, help="Log JSON lines, one per task (id, class, seconds, outcome).")
@@ -277,6 +317,8 @@ def work(
     retry_delay: float,
     max_retry_delay: float,
     stop_on_error: bool,
+    create: bool,
+    progress_seconds: float,
     no_heartbeat: bool,
     log_level: str,
     log_json: bool,
@@ -286,6 +328,9 @@ def work(
     SIGTERM or Ctrl-C finishes the task in hand, releases leased tasks that
     did not start and exits 0; a second signal exits at once (130 for SIGINT,
     143 for SIGTERM). Same as `python -m tq_orchestrate.worker URL`.
+
+    With --burst the exit status is 0 only if every task taken succeeded;
+    otherwise 3, after a line saying how many failed or were dead-lettered.
 
     Transient queue errors (an SQS outage) are logged and waited out; an error
     no retry cures (the queue was deleted, access denied) exits 1.
@@ -313,19 +358,32 @@ def work(
             max_backoff_seconds=max_backoff,
             retry_delay_seconds=retry_delay,
             max_retry_delay_seconds=max_retry_delay,
+            progress_seconds=progress_seconds or None,
         )
-        stats = run_worker(url, options, imports=imports, backend_options=backend_options)
+        opened = backend_options if create else existing_only(url, backend_options)
+        stats = run_worker(url, options, imports=imports, backend_options=opened)
     except TaskQueueError as e:
         raise click.ClickException(_one_line(e)) from e
     except KeyboardInterrupt:
         sys.exit(130)
-    _exit_for(stats)
+    _exit_for(stats, burst=burst_seconds is not None)
 
 
-def _exit_for(stats: WorkerStats) -> None:
+def _many(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _exit_for(stats: WorkerStats, *, burst: bool) -> None:
     if stats.error is not None:
         click.echo(f"Error: {stats.stop_reason}: {_one_line(stats.error)}", err=True)
         sys.exit(1)
+    if burst and (stats.failed or stats.corrupt):
+        click.echo(
+            f"Error: {_many(stats.failed, 'task run')} failed and {_many(stats.corrupt, 'corrupt message')} "
+            f"dead-lettered; {_many(stats.executed, 'task')} succeeded",
+            err=True,
+        )
+        sys.exit(EXIT_TASKS_FAILED)
 
 
 # -- status / purge / release ---------------------------------------------------------
@@ -349,18 +407,45 @@ def _counts_dict(tq: TaskQueue) -> dict[str, Any]:
 @cli.command(context_settings=_CONTEXT)
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Print the counts every SECONDS with the drain rate and an ETA, until Ctrl-C.",
+)
+@click.option(
+    "--readings",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --watch: stop after this many lines.",
+)
 @backend_option()
 @friendly_errors
-def status(url: str, as_json: bool, backend_options: dict[str, Any]) -> None:
+def status(
+    url: str, as_json: bool, watch: float | None, readings: int | None, backend_options: dict[str, Any]
+) -> None:
     """Show how many tasks are enqueued, leased, delayed, completed and dead.
 
     `-` marks a figure the backend does not know; SQS figures are approximate.
+    --watch reprints one line every SECONDS: the drain rate (completions per
+    second, or the fall of the enqueued count where completions are not
+    counted) over the last 10 readings, and the time left at that rate.
 
     \b
     Example:
       tqo status sqlite:///tmp/q.db --json
+      tqo status sqs://my-queue --watch 30
     """
-    with _open(url, **backend_options) as tq:
+    if watch is not None and as_json:
+        raise click.UsageError("--json and --watch cannot be combined")
+    if readings is not None and watch is None:
+        raise click.UsageError("--readings needs --watch")
+    if watch is not None:
+        with _open_existing(url, **backend_options) as tq:
+            watch_status(tq, watch, readings)
+        return
+    with _open_existing(url, **backend_options) as tq:
         data = _counts_dict(tq)
     if as_json:
         click.echo(json.dumps(data))
@@ -385,7 +470,7 @@ def purge(url: str, yes: bool, backend_options: dict[str, Any]) -> None:
     """
     if not yes:
         click.confirm(f"Delete every task in {url}?", abort=True, err=True)
-    with _open(url, **backend_options) as tq:
+    with _open_existing(url, **backend_options) as tq:
         tq.purge()
     click.echo(f"purged {url}")
 
@@ -403,9 +488,77 @@ def release(url: str, backend_options: dict[str, Any]) -> None:
     Example:
       tqo release sqlite:///tmp/q.db
     """
-    with _open(url, **backend_options) as tq:
+    with _open_existing(url, **backend_options) as tq:
         count = tq.release_all()
     click.echo(f"released {count} tasks")
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("url")
+@backend_option()
+@friendly_errors
+def rezero(url: str, backend_options: dict[str, Any]) -> None:
+    """Set the inserted and completed totals of URL to zero (its tasks stay).
+
+    \b
+    Example:
+      tqo rezero sqlite:///tmp/q.db
+    """
+    with _open_existing(url, **backend_options) as tq:
+        tq.rezero()
+    click.echo(f"rezeroed {url}")
+
+
+def drained(c: Counts) -> int:
+    """A number that grows by one per task drained: completions, or minus the backlog."""
+    return c.completed if c.completed is not None else -c.pending
+
+
+def drain_rate(readings: Sequence[tuple[float, int]]) -> float | None:
+    """Tasks drained per second between the first and last ``(seconds, drained)`` reading."""
+    if len(readings) < 2:
+        return None
+    (t0, d0), (t1, d1) = readings[0], readings[-1]
+    return (d1 - d0) / (t1 - t0) if t1 > t0 else None
+
+
+def eta_text(pending: int, rate: float | None) -> str:
+    """``H:MM:SS`` to drain ``pending`` tasks at ``rate``; ``-`` when unknown or not draining."""
+    if pending == 0:
+        return "0:00:00"
+    if rate is None or rate <= 0:
+        return "-"
+    seconds = round(pending / rate)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def status_line(c: Counts, rate: float | None) -> str:
+    """One ``status --watch`` line."""
+    shown = "-" if rate is None else f"{rate:.2f}"
+    completed = "-" if c.completed is None else c.completed
+    approx = "" if c.exact else " (approximate)"
+    return (
+        f"{time.strftime('%H:%M:%S')} enqueued {c.pending} leased {c.leased} completed {completed} "
+        f"rate {shown} tasks/s ETA {eta_text(c.pending, rate)}{approx}"
+    )
+
+
+def watch_status(
+    tq: TaskQueue, interval_seconds: float, readings: int | None, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Print :func:`status_line` every ``interval_seconds`` (``readings`` lines, or until Ctrl-C)."""
+    window: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW)
+    shown = 0
+    try:
+        while readings is None or shown < readings:
+            if shown:
+                time.sleep(interval_seconds)
+            c = tq.counts()
+            window.append((clock(), drained(c)))
+            click.echo(status_line(c, drain_rate(window)))
+            shown += 1
+    except KeyboardInterrupt:
+        return
 
 
 # -- dead letters ---------------------------------------------------------------
@@ -426,7 +579,7 @@ def dlq(url: str, limit: int, redrive: bool, as_json: bool, backend_options: dic
       tqo dlq sqlite:///tmp/q.db
       tqo dlq sqlite:///tmp/q.db --redrive
     """
-    with _open(url, **backend_options) as tq:
+    with _open_existing(url, **backend_options) as tq:
         if redrive:
             click.echo(f"redrove {tq.redrive()} tasks")
             return
@@ -507,20 +660,60 @@ def copy_queue(src: TaskQueue, dst: TaskQueue, *, move: bool, lease_seconds: flo
     return copied, skipped
 
 
+def copy_options(fn: F) -> F:
+    """SRC, DST and the options ``copy``, ``cp`` and ``mv`` share."""
+    for decorator in reversed(
+        [
+            click.argument("src"),
+            click.argument("dst"),
+            click.option(
+                "--import",
+                "-i",
+                "--load",
+                "imports",
+                multiple=True,
+                metavar="MODULE",
+                help=(
+                    "Import MODULE for its task definitions and allow its queueable functions "
+                    "(repeatable; --load as in ptq cp)."
+                ),
+            ),
+            click.option(
+                "--lease-seconds",
+                type=click.FloatRange(min=1),
+                default=3600.0,
+                show_default=True,
+                help="How long SRC's tasks stay leased while being copied.",
+            ),
+            backend_option("--src-option", dest="src_options", of="SRC"),
+            backend_option("--dst-option", dest="dst_options", of="DST"),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+def _copy(
+    src: str,
+    dst: str,
+    imports: tuple[str, ...],
+    move: bool,
+    lease_seconds: float,
+    src_options: dict[str, Any],
+    dst_options: dict[str, Any],
+) -> None:
+    from .worker import import_task_modules
+
+    import_task_modules(imports)
+    with _open_existing(src, **src_options) as s, _open(dst, **dst_options) as d:
+        copied, skipped = copy_queue(s, d, move=move, lease_seconds=lease_seconds)
+    verb = "moved" if move else "copied"
+    click.echo(f"{verb} {copied} tasks from {src} to {dst}" + (f"; skipped {skipped}" if skipped else ""))
+
+
 @cli.command(context_settings=_CONTEXT)
-@click.argument("src")
-@click.argument("dst")
-@import_option
-@click.option("--move", is_flag=True, help="Delete each task from SRC once it is in DST.")
-@click.option(
-    "--lease-seconds",
-    type=click.FloatRange(min=1),
-    default=3600.0,
-    show_default=True,
-    help="How long SRC's tasks stay leased while being copied.",
-)
-@backend_option("--src-option", dest="src_options", of="SRC")
-@backend_option("--dst-option", dest="dst_options", of="DST")
+@copy_options
+@click.option("--move", is_flag=True, help="Delete each task from SRC once it is in DST (as tqo mv).")
 @friendly_errors
 def copy(
     src: str,
@@ -534,22 +727,51 @@ def copy(
     """Copy the visible tasks of SRC into DST (SRC keeps them unless --move).
 
     Run it while no worker drains SRC. Messages that are not valid tasks are
-    reported and left in SRC.
+    reported and left in SRC. `tqo cp` is the same command (ptq's name;
+    --load is --import).
 
     \b
     Example:
       tqo copy sqlite:///tmp/q.db sqs://my-queue --import mytasks
+      tqo cp fq:///tmp/old sqlite:///tmp/q.db --load mytasks
     """
-    from .worker import import_task_modules
+    _copy(src, dst, imports, move, lease_seconds, src_options, dst_options)
 
-    import_task_modules(imports)
-    with _open(src, **src_options) as s, _open(dst, **dst_options) as d:
-        copied, skipped = copy_queue(s, d, move=move, lease_seconds=lease_seconds)
-    verb = "moved" if move else "copied"
-    click.echo(f"{verb} {copied} tasks from {src} to {dst}" + (f"; skipped {skipped}" if skipped else ""))
+
+cli.add_command(copy, "cp")
+
+
+@cli.command(context_settings=_CONTEXT)
+@copy_options
+@friendly_errors
+def mv(
+    src: str,
+    dst: str,
+    imports: tuple[str, ...],
+    lease_seconds: float,
+    src_options: dict[str, Any],
+    dst_options: dict[str, Any],
+) -> None:
+    """Move the visible tasks of SRC into DST: ptq's mv, the same as tqo copy --move.
+
+    Each task is deleted from SRC once it is in DST. Run it while no worker
+    drains SRC.
+
+    \b
+    Example:
+      tqo mv sqlite:///tmp/q.db sqs://my-queue --import mytasks
+    """
+    _copy(src, dst, imports, True, lease_seconds, src_options, dst_options)
 
 
 # -- insert ---------------------------------------------------------------------
+
+
+def _hint(error: BaseException) -> str:
+    """How to fix an unknown task class or function, unless the error says it already."""
+    if isinstance(error, UnsafeTaskError) and "--import" not in str(error):
+        return " (pass --import MODULE, the module defining it)"
+    return ""
 
 
 def validate_lines(lines: Iterable[str]) -> list[str]:
@@ -567,7 +789,7 @@ def validate_lines(lines: Iterable[str]) -> list[str]:
         try:
             totask(text)
         except PayloadError as e:
-            raise ConfigurationError(f"line {number}: {_one_line(e)}; nothing was inserted") from e
+            raise ConfigurationError(f"line {number}: {_one_line(e)}{_hint(e)}; nothing was inserted") from e
         kept.append(text)
     return kept
 

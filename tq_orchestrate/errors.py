@@ -6,16 +6,19 @@ an ordinary :class:`Exception` (never ``BaseException``)::
     TaskQueueError
     ├── ConfigurationError        bad URL, unknown scheme, bad option value
     │   └── UnknownSchemeError    URL scheme with no registered backend
+    │                             (alias: UnsupportedProtocolError, upstream's name)
     ├── QueueNotFoundError        the named queue does not exist
     ├── PayloadError              a task cannot become a message, or back
     │   ├── SerializationError    a value cannot be encoded (task, field)
+    │   │   └── TaskArgumentError arguments do not fit the function (also a TypeError)
     │   ├── PayloadTooLargeError  encoded task over a backend limit (size, limit)
     │   └── DeserializationError  a message body cannot become a task (raw text)
     │       └── UnsafeTaskError   names an unregistered class / disallowed module
+    │           └── UnregisteredFunctionError  names no allowed queueable function
     ├── BackendError              the storage or transport failed (retryable flag)
     │   └── LeaseLostError        delete/renew with a lease that is no longer held
     ├── UploadError               some tasks could not be inserted (counts, ids)
-    ├── QueueEmptyError           lease() found nothing (upstream-compatible)
+    ├── QueueEmptyError           lease() found nothing (also a LookupError, as upstream)
     └── TaskExecutionError        a task raised while executing locally (payload)
 """
 
@@ -56,6 +59,10 @@ class UnknownSchemeError(ConfigurationError):
         )
 
 
+UnsupportedProtocolError = UnknownSchemeError
+"""python-task-queue's name for an unknown URL scheme."""
+
+
 class QueueNotFoundError(TaskQueueError):
     """The queue named by a URL does not exist."""
 
@@ -76,6 +83,13 @@ class SerializationError(PayloadError):
         self.field = field
         self.reason = reason
         super().__init__(f"cannot encode {task}.{field}: {reason}")
+
+
+class TaskArgumentError(SerializationError, TypeError):
+    """A queueable function cannot be called with a task's arguments.
+
+    Also a :class:`TypeError`, which python-task-queue raises in this case.
+    """
 
 
 class PayloadTooLargeError(PayloadError):
@@ -100,6 +114,11 @@ class DeserializationError(PayloadError):
 
 class UnsafeTaskError(DeserializationError):
     """A payload names a class or function this process may not instantiate."""
+
+
+class UnregisteredFunctionError(UnsafeTaskError):
+    """A payload names a function that is not an allowed queueable function
+    (python-task-queue's name for this error)."""
 
 
 class BackendError(TaskQueueError):
@@ -135,8 +154,8 @@ class UploadError(TaskQueueError):
         super().__init__(f"{message}; {inserted} tasks inserted{detail}")
 
 
-class QueueEmptyError(TaskQueueError):
-    """``lease`` found no task."""
+class QueueEmptyError(TaskQueueError, LookupError):
+    """``lease`` found no task (a LookupError too, as python-task-queue's is)."""
 
 
 class TaskExecutionError(TaskQueueError):

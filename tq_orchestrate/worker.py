@@ -39,12 +39,10 @@ What the loop guarantees:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -68,6 +66,7 @@ from .errors import (
 
 __all__ = [
     "LEASE_SECONDS",
+    "PROGRESS_SECONDS",
     "StopFlag",
     "WorkQueue",
     "Worker",
@@ -88,6 +87,12 @@ LEASE_SECONDS = 300.0
 
 DELETE_FLUSH_SECONDS = 1.0
 """Completed tasks of one batch are deleted together, but never held longer than this."""
+
+PROGRESS_SECONDS = 30.0
+"""Default interval of the worker's progress line."""
+
+IMPORT_HINT = "start the worker with --import MODULE (the module defining it)"
+"""Added to the log line of a task whose class or function this worker does not know."""
 
 LOG_BODY_CHARS = 4096
 """Message bodies in log lines are cut to this many characters (dead letters keep them whole)."""
@@ -145,6 +150,8 @@ class WorkerOptions:
     backoff_exceptions: tuple[type[BaseException], ...] = ()
     before_fn: Callable[[Any], Any] | None = None
     after_fn: Callable[[Any], Any] | None = None
+    progress_seconds: float | None = PROGRESS_SECONDS
+    """Log a progress line (done, failed, rate) at INFO about this often; None: never."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_tasks <= 10:
@@ -158,6 +165,8 @@ class WorkerOptions:
             isinstance(self.delete_attempts, int) and self.delete_attempts >= 1
         ):
             raise ConfigurationError(f"delete_attempts must be an integer >= 1, got {self.delete_attempts!r}")
+        if self.progress_seconds is not None and not self.progress_seconds > 0:
+            raise ConfigurationError(f"progress_seconds must be > 0 or None, got {self.progress_seconds!r}")
         for name in ("burst_seconds", "max_tasks", "max_seconds", "max_loops"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -279,6 +288,14 @@ def _bind_stop_fn(stop_fn: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(n for n in _STOP_FN_ARGS if n in names)
 
 
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """When the last progress line was logged, and the tasks done then."""
+
+    at: float = 0.0
+    done: int = 0
+
+
 @dataclass(slots=True)
 class _Done:
     message: Message
@@ -344,6 +361,7 @@ class Worker:
         self._tries = 0
         self._previous_seconds = 0.0
         self._empty_since: float | None = None
+        self._report = _Report()
         self._back_off = False
         self._retrying = call_retrying(self._retry_sleep)
 
@@ -355,6 +373,7 @@ class Worker:
     def run(self) -> WorkerStats:
         """Work until a stop condition; return what was done."""
         self._started_at = self._clock()
+        self._report = _Report(self._started_at)
         with contextlib.ExitStack() as stack:
             if self.options.heartbeat:
                 self._heartbeat = stack.enter_context(self._make_heartbeat())
@@ -428,9 +447,29 @@ class Worker:
             self._collect()
             self._tries += 1
             self._idle()
+        self._progress()
         if self._back_off and not self._should_stop():
             self._pause(self.backoff.next())
         self._back_off = False
+
+    def _progress(self) -> None:
+        """Log what the worker did since the last line, every ``progress_seconds``."""
+        every, now, r = self.options.progress_seconds, self._clock(), self._report
+        if every is None or now - r.at < every:
+            return
+        s = self.stats
+        done, failed = s.executed, s.failed + s.corrupt
+        recent = (done - r.done) / max(now - r.at, 1e-9)
+        overall = done / max(now - self._started_at, 1e-9)
+        log.info(
+            "progress: %d done, %d failed, %.2f tasks/s in the last %.0f s, %.2f tasks/s overall",
+            done,
+            failed,
+            recent,
+            now - r.at,
+            overall,
+        )
+        self._report = _Report(now, done)
 
     def _receive(self) -> list[Message] | None:
         """Lease a batch; None after a transient failure (the loop backs off)."""
@@ -494,6 +533,7 @@ class Worker:
                 self._collect()  # report finished deletes before a task that may run long
             self._tasks_started += 1
             worked = self._handle(m) or worked
+            self._progress()
             if self._stop_fn_says_stop():
                 break
         self._flush(wait=False)
@@ -553,14 +593,18 @@ class Worker:
         o, s = self.options, self.stats
         s.failed += 1
         name = _task_name(task) if task is not None else body_task_name(message.body)
+        hint = ""
+        if isinstance(error, UnsafeTaskError) and "--import" not in str(error):
+            hint = f"; {IMPORT_HINT}"
         log.error(
-            "task %s (%s) failed after %.3f s on receive %d: %s: %s\npayload: %s\n%s",
+            "task %s (%s) failed after %.3f s on receive %d: %s: %s%s\npayload: %s\n%s",
             message.message_id,
             name,
             seconds,
             message.receive_count,
             type(error).__name__,
             error,
+            hint,
             clip(message.body),
             "".join(traceback.format_exception(error)).rstrip(),
         )
@@ -845,6 +889,8 @@ def poll(
     heartbeat: bool = True,
     retry_delay_seconds: float = 5.0,
     max_retry_delay_seconds: float = 300.0,
+    handle_sigterm: bool = True,
+    progress_seconds: float | None = PROGRESS_SECONDS,
     sleep: Callable[[float], object] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> int:
@@ -867,7 +913,12 @@ def poll(
     (renew leases of held tasks), ``retry_delay_seconds`` /
     ``max_retry_delay_seconds`` (delay of failed tasks), and injectable
     ``sleep`` / ``clock``. SIGINT stops after the task in hand when called
-    from the main thread; a second SIGINT raises KeyboardInterrupt.
+    from the main thread, and so does SIGTERM (Kubernetes, SLURM) unless
+    ``handle_sigterm=False``: the task in hand finishes and is deleted, the
+    tasks leased but not started are released, poll returns, and the previous
+    handlers are restored. A second SIGINT raises KeyboardInterrupt, a second
+    SIGTERM ``SystemExit(143)``. ``progress_seconds``: log a progress line at
+    INFO this often (None: never).
     """
     del tally
     options = WorkerOptions(
@@ -890,9 +941,11 @@ def poll(
         backoff_exceptions=tuple(backoff_exceptions),
         before_fn=before_fn,
         after_fn=after_fn,
+        progress_seconds=progress_seconds,
     )
     worker = Worker(tq, options, sleep=sleep, clock=clock, say=print if verbose else None)
-    with handle_signals(worker.stop, (signal.SIGINT,)):
+    signums = (signal.SIGINT, signal.SIGTERM) if handle_sigterm else (signal.SIGINT,)
+    with handle_signals(worker.stop, signums):
         stats = worker.run()
     if verbose:
         print("Task execution loop exited.")
@@ -902,23 +955,10 @@ def poll(
 
 
 def import_task_modules(modules: Iterable[str]) -> None:
-    """Import modules holding task definitions and allow their queueable functions.
+    """Import task modules and allow their tasks (see :func:`tq_orchestrate.import_task_modules`)."""
+    from ._task import import_task_modules as load
 
-    The current directory is searched too, as ``python -m`` does.
-    """
-    from ._task import allow_modules
-
-    names = [m for m in modules if m]
-    if not names:
-        return
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise ConfigurationError(f"cannot import task module {name!r}: {e}") from e
-    allow_modules(*names)
+    load(modules)
 
 
 def run_worker(

@@ -28,7 +28,7 @@ from typing import ClassVar, TypeVar
 
 import pytest
 
-from tq_orchestrate.backends.base import Backend, Counts, Message
+from tq_orchestrate.backends.base import Backend, Counts, DeadLetter, Message
 from tq_orchestrate.errors import ConfigurationError, LeaseLostError, TaskQueueError
 
 T = TypeVar("T")
@@ -47,6 +47,8 @@ class BackendContract:
     """Deadline for anything the tests wait for (expiry, lagging counts)."""
     supports_release_all: ClassVar[bool] = True
     """Whether release_all() works (False: it must raise ConfigurationError)."""
+    lists_messages: ClassVar[bool] = False
+    """Whether bodies() and rezero() work (False: they must raise ConfigurationError)."""
     receiver_threads: ClassVar[int] = 4
     """Threads receiving at once in the concurrency test."""
 
@@ -334,6 +336,42 @@ class BackendContract:
         assert sorted(m.body for m in again) == ["r1", "r2", "r3"]
         assert {m.message_id for m in got} <= {m.message_id for m in again}
 
+    def test_bodies_lists_leased_and_delayed_without_leasing(self, backend: Backend) -> None:
+        if not self.lists_messages:
+            with pytest.raises(ConfigurationError):
+                list(backend.bodies())
+            return
+        self.send(backend, ["b1", "b2", "b3"])
+        self.send(backend, ["later"], delay_seconds=self.long_lease_seconds)
+        (leased,) = self.receive_n(backend, 1)
+        assert sorted(backend.bodies()) == ["b1", "b2", "b3", "later"]
+        backend.delete([leased.handle])
+        assert sorted(backend.bodies()) == sorted({"b1", "b2", "b3", "later"} - {leased.body})
+        self.assert_counts(backend, visible=2, leased=0, delayed=1)
+
+    def test_bodies_ignores_messages_sent_while_listing(self, backend: Backend) -> None:
+        if not self.lists_messages:
+            return
+        self.send(backend, ["a", "b"])
+        seen = []
+        for body in backend.bodies():
+            seen.append(body)
+            self.send(backend, [body + "-copy"])
+        assert sorted(seen) == ["a", "b"]
+
+    def test_rezero_keeps_messages(self, backend: Backend) -> None:
+        if not self.lists_messages:
+            with pytest.raises(ConfigurationError):
+                backend.rezero()
+            return
+        self.send(backend, ["z1", "z2"])
+        backend.delete([self.receive_one(backend).handle])
+        backend.rezero()
+        counts = self.assert_counts(backend, visible=1, leased=0, delayed=0)
+        assert (counts.inserted, counts.completed) == (0, 0)
+        backend.delete([self.receive_one(backend).handle])
+        assert backend.counts().completed == 1
+
     # -- dead letters ---------------------------------------------------------
 
     def test_dead_letter_after_max_receives_and_redrive(self, backend: Backend) -> None:
@@ -360,6 +398,25 @@ class BackendContract:
         back = self.receive_one(backend)
         assert (back.body, back.receive_count) == ("poison", 1)
         assert backend.dead_letters() == []
+
+    def test_dead_letters_are_listed_oldest_first(self, backend: Backend) -> None:
+        if not backend.capabilities.dead_letters:
+            return
+        order = ["c-first", "b-second", "a-third"]  # listed by age, never by body
+        for body in order:
+            self.send(backend, [body])
+            time.sleep(0.02)  # distinct send times, even at millisecond resolution
+        held = {m.body: m for m in self.receive_n(backend, len(order))}
+        for body in order:
+            backend.dead_letter(held[body].handle, f"poison {body}")
+            time.sleep(0.02)
+
+        def all_three() -> list[DeadLetter] | None:
+            letters = backend.dead_letters()
+            return letters if len(letters) == len(order) else None
+
+        letters = self.eventually(all_three, "three dead letters")
+        assert [d.body for d in letters] == order
 
     def test_dead_letter_now_keeps_raw_body(self, backend: Backend) -> None:
         if not backend.capabilities.dead_letters:

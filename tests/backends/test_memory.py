@@ -30,6 +30,8 @@ def _fresh_queues() -> Iterator[None]:
 
 
 class TestMemoryContract(BackendContract):
+    lists_messages = True
+
     @pytest.fixture
     def backend(self) -> Iterator[MemoryBackend]:
         backend = MemoryBackend.from_url("mem://contract", max_receives=self.max_receives)

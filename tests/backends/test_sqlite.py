@@ -29,6 +29,8 @@ class SmallSQLiteBackend(SQLiteBackend):
 
 
 class TestSQLiteContract(BackendContract):
+    lists_messages = True
+
     @pytest.fixture
     def backend(self, tmp_path: Path) -> Iterator[SQLiteBackend]:
         backend = SQLiteBackend.from_url(f"sqlite://{tmp_path}/q.db", max_receives=self.max_receives)
@@ -339,3 +341,39 @@ def test_old_sqlite_is_refused_clearly(tmp_path: Path, monkeypatch: pytest.Monke
     backend = SQLiteBackend.from_url(f"sqlite://{tmp_path}/q.db")
     with pytest.raises(BackendError, match=r"needs SQLite 3\.35\.0 or newer"):
         backend.counts()
+
+
+def test_create_false_refuses_a_missing_file_naming_path_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    backend = open_backend("sqlite://typo.db", create=False)
+    with pytest.raises(ConfigurationError) as info:
+        backend.counts()
+    text = str(info.value)
+    assert str(tmp_path / "typo.db") in text and f"working directory {tmp_path}" in text
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_create_false_opens_an_existing_file(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/q.db"
+    producer = open_backend(url)
+    producer.send_batch(["x"])
+    producer.close()
+    backend = open_backend(f"{url}?create=false")
+    assert backend.counts().visible == 1
+    backend.close()
+
+
+def test_create_option_must_be_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="create"):
+        open_backend(f"sqlite://{tmp_path}/q.db", create="maybe")
+
+
+def test_bodies_reads_past_one_chunk(tmp_path: Path) -> None:
+    backend = SQLiteBackend.from_url(f"sqlite://{tmp_path}/q.db")
+    bodies = [f"m{i}" for i in range(1234)]
+    for start in range(0, len(bodies), 100):
+        backend.send_batch(bodies[start : start + 100])
+    assert list(backend.bodies()) == bodies
+    backend.close()

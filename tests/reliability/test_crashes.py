@@ -48,6 +48,8 @@ def check_kills(figures: Figures, n: int, kills: int) -> None:
     # A killed worker can repeat only what it held: its batch in hand and the
     # completed batch whose delete had not gone through.
     assert figures.repeats <= kills * 2 * BATCH, f"{figures.repeats} repeats for {kills} kills"
+    assert figures.leased_twice is not None, "the kill scenarios measure redeliveries"
+    assert figures.leased_twice <= kills * 2 * BATCH, f"{figures.leased_twice} redelivered for {kills} kills"
     assert figures.notes == ["pending after drain: 0"]
 
 

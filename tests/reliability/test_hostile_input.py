@@ -8,6 +8,9 @@ neither may ever appear.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -27,7 +30,7 @@ from tests.sqs_fixtures import fixture_aws_env, fixture_clean_aws_env  # noqa: F
 from tests.tasks_fixture import WorkerAppendTask
 from tq_orchestrate import TaskQueue, totask
 from tq_orchestrate.backends.base import Message
-from tq_orchestrate.errors import DeserializationError, PayloadTooLargeError
+from tq_orchestrate.errors import DeserializationError, PayloadTooLargeError, UnsafeTaskError
 
 CASES = hostile_cases("/canary/never-written")
 
@@ -126,3 +129,70 @@ def test_a_payload_field_cannot_replace_a_method_or_internal(field: str) -> None
         totask({"class": "KwTask", "fine": 1, field: 1})
     task = totask({"class": "KwTask", "fine": 1, "also": [1, 2]})
     assert isinstance(task, KwTask) and task.payload() == {"fine": 1, "also": [1, 2], "class": "KwTask"}
+
+
+# -- python-task-queue's registries: only what --import admitted -----------------------------
+
+UPSTREAM_ADMITTED = "tests.upstream_pkg.tasks"
+
+
+def _upstream_hostile() -> list[tuple[str, str]]:
+    """Bodies naming upstream-registered tasks that ``--import tests.upstream_pkg.tasks``
+    must not admit, each with what the refusal must suggest importing."""
+
+    def body(payload: object) -> str:
+        return json.dumps({"payload": payload, "queueName": "hostile"})
+
+    return [
+        ("tests.upstream_pkg.tasksx", body({"class": "LookalikeTask", "note": "x"})),
+        ("tests.upstream_pkg.tasksx", body([["tests.upstream_pkg.tasksx", "lookalike_fn"], ["x"], {}, -1])),
+        ("tests.upstream_pkg.other", body({"class": "OtherTask", "note": "x"})),
+        ("tests.upstream_pkg.other", body([["tests.upstream_pkg.other", "other_fn"], ["x"], {}, -1])),
+        ("taskqueue.MockTask", body({"class": "MockTask", "x": 1})),
+    ]
+
+
+def test_upstream_tasks_not_imported_as_task_modules_are_refused(
+    canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tests.upstream_pkg.other
+    import tests.upstream_pkg.tasksx  # noqa: F401
+    from tq_orchestrate import _upstream, import_task_modules
+
+    monkeypatch.setattr(_upstream, "_ADMITTED", set())
+    import_task_modules([UPSTREAM_ADMITTED])
+    for module, body in _upstream_hostile():
+        with pytest.raises(UnsafeTaskError) as info:
+            totask(body)
+        assert f"--import {module}" in str(info.value)
+        assert info.value.raw == body
+    check_untouched(canary)
+
+
+@pytest.mark.slow
+def test_upstream_hostile_messages_are_dead_lettered_by_a_worker(tmp_path: Path, canary: Path) -> None:
+    import tests.upstream_pkg.tasks as admitted
+
+    url = f"sqlite://{tmp_path / 'upstream.db'}?max_receives=2"
+    bodies = [body for _, body in _upstream_hostile()]
+    with TaskQueue(url, progress=False) as tq:
+        assert tq.backend.send_batch(bodies) == []
+        tq.insert([admitted.TopTask("good", [1, 2])])
+        code = (  # the other modules are imported (so registered upstream), but not with --import
+            "import sys, tests.upstream_pkg.other, tests.upstream_pkg.tasksx\n"
+            "from tq_orchestrate.cli import main\n"
+            f"sys.argv = ['tqo', 'work', {url!r}, '--import', {UPSTREAM_ADMITTED!r}, '--burst',"
+            " '--empty-for', '1', '--retry-delay', '0', '--min-backoff', '0.1']\n"
+            "main()\n"
+        )
+        env = {**os.environ, "TQO_CANARY": str(canary)}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        dead = sorted(d.body for d in tq.dead_letters(limit=20))
+        counts = tq.counts()
+    assert dead == sorted(bodies), "each refused message is dead-lettered as it was"
+    assert counts.pending == 0
+    assert canary.read_text().splitlines() == ["('TopTask', 'good', 3)"], "only the admitted task ran"
+    assert "tests.upstream_pkg.never" not in done.stderr

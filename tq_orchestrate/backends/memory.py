@@ -15,7 +15,7 @@ import heapq
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -284,6 +284,19 @@ class MemoryBackend(Backend):
                 store.schedule(ident, entry, now)
             store.arrived.notify_all()
             return len(released)
+
+    def rezero(self) -> None:
+        """Set the inserted and completed totals to zero; messages stay."""
+        store = self._store()
+        with store.lock:
+            store.inserted = store.completed = 0
+
+    def bodies(self) -> Iterator[str]:
+        """Yield the bodies of the messages present now, oldest first (a snapshot)."""
+        store = self._store()
+        with store.lock:
+            snapshot = [store.messages[i].body for i in sorted(store.messages)]
+        yield from snapshot
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Up to ``limit`` dead letters, oldest first."""

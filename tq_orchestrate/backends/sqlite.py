@@ -20,6 +20,11 @@ first use. Options come as keyword arguments or in the URL query
 ``durability`` (default ``"normal"``)
     ``"normal"``: WAL journal, ``synchronous=NORMAL``; a commit survives any
     process being killed. ``"full"``: ``synchronous=FULL``; it survives power loss.
+``create`` (default true)
+    Create the database file if it is missing. With ``create=false`` a missing
+    file is a :class:`~tq_orchestrate.errors.ConfigurationError` naming the
+    absolute path and the working directory (the CLI's read and work commands
+    use it, so a mistyped path is not a new empty queue).
 ``busy_timeout_seconds`` (default 30)
     How long a call waits for another writer before failing with a retryable
     :class:`~tq_orchestrate.errors.BackendError`.
@@ -130,7 +135,11 @@ _OPTIONS: dict[str, OptionSpec] = {
     "max_receives": OptionSpec(positive_int, 5),
     "durability": OptionSpec(lambda v: _choice(v, ("normal", "full")), "normal"),
     "busy_timeout_seconds": OptionSpec(positive_float, 30.0),
+    "create": OptionSpec(lambda v: _boolean(v), True),
 }
+
+_LIST_CHUNK = 500
+"""Rows read per query while :meth:`SQLiteBackend.bodies` iterates."""
 
 
 def _choice(value: Any, allowed: tuple[str, ...]) -> str:
@@ -138,6 +147,15 @@ def _choice(value: Any, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
         raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
     return text
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text not in ("true", "false", "1", "0"):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return text in ("true", "1")
 
 
 def database_path(url: str) -> str:
@@ -167,12 +185,14 @@ class SQLiteBackend(Backend):
         max_receives: int = 5,
         durability: str = "normal",
         busy_timeout_seconds: float = 30.0,
+        create: bool = True,
     ) -> None:
         self.url = url
         self.path = path
         self.max_receives = max_receives
         self.durability = durability
         self.busy_timeout_seconds = busy_timeout_seconds
+        self.create = create
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -220,6 +240,8 @@ class SQLiteBackend(Backend):
                 f"(UPDATE ... RETURNING); this Python has {sqlite3.sqlite_version}",
                 queue=self.url,
             )
+        if not self.create:
+            check_exists(self.path, self.url)
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, exist_ok=True)
@@ -429,6 +451,31 @@ class SQLiteBackend(Backend):
                 "UPDATE messages SET visible_at = ? WHERE visible_at > ? AND token IS NOT NULL", (now, now)
             ).rowcount
 
+    def rezero(self) -> None:
+        """Set the inserted and completed totals to zero; messages stay."""
+        with self._write("rezero") as conn:
+            conn.execute("UPDATE stats SET inserted = 0, completed = 0 WHERE id = 1")
+
+    def bodies(self) -> Iterator[str]:
+        """Yield the bodies of the messages present now, oldest first, in chunks.
+
+        Messages inserted while iterating are not yielded (so inserting them
+        into the same queue ends).
+        """
+        with self._db("bodies") as conn:
+            last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+        after = 0
+        while True:
+            with self._db("bodies") as conn:
+                rows = conn.execute(
+                    "SELECT id, body FROM messages WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                    (after, last, _LIST_CHUNK),
+                ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield from (_as_text(body) for _, body in rows)
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Up to ``limit`` dead letters, oldest first."""
         with self._db("dead_letters") as conn:
@@ -449,6 +496,15 @@ class SQLiteBackend(Backend):
             ).rowcount
             conn.execute("DELETE FROM dead_letters")
         return moved
+
+
+def check_exists(path: str, url: str) -> None:
+    """Raise ConfigurationError if the queue file ``path`` is missing."""
+    if not os.path.exists(path):
+        raise ConfigurationError(
+            f"queue {url}: file {path} does not exist (working directory {os.getcwd()}); "
+            "check the path, or insert tasks first (tqo work --create waits for them)"
+        )
 
 
 def _text(raw: bytes) -> str | bytes:

@@ -152,6 +152,7 @@ def worker_command(url: str, module: str, *, lease_seconds: float = 60.0) -> lis
         url,
         "--import",
         module,
+        "--create",  # workers start before the first block is queued
         "--lease-seconds",
         str(lease_seconds),
         "--num-tasks",
