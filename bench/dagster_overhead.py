@@ -10,8 +10,8 @@
    (webserver, daemon, run processes) with two workers: last task of block k
    -> block k's drained materialization, -> block k+1's upload run created,
    -> block k+1's upload materialized; and the last block -> ``verified``.
-2. **Upload overhead**: the block job (``execute_in_process`` of one partition:
-   shard generation, uploads inside the ops, record) against a plain
+2. **Upload overhead**: the block upload asset's job (``execute_in_process`` of
+   one partition: count, shards uploaded one after another inside the asset) against a plain
    ``TaskQueue.insert_all`` of the same tasks from the same factory, in the same
    process, interleaved rounds, medians. Target: at most 10 % slower.
 
@@ -231,28 +231,25 @@ class Uploads:
         return seconds
 
     def dagster(self, n: int) -> float:
+        from tq_orchestrate.orchestration.assets import BlockSpec, build_block_assets
         from tq_orchestrate.orchestration.demo import quiet_run_config
-        from tq_orchestrate.orchestration.jobs import RESOURCE_KEY, build_block_job
+        from tq_orchestrate.orchestration.jobs import RESOURCE_KEY
         from tq_orchestrate.orchestration.resources import TaskQueueResource
 
-        job = build_block_job(
-            "upload",
-            blocks=["0"],
-            task_factory=FACTORY,
-            task_count=COUNT,
-            factory_params={"n": str(n)},
-            shard_size=self.shard_size,
-        )
+        spec = BlockSpec("upload", ["0"], FACTORY, COUNT, {"n": str(n)}, shard_size=self.shard_size)
+        blocks = build_block_assets(spec)
         resource = TaskQueueResource(queue_url=self.make_url(), upload_engine=self.engine)
-        resolved = self.dg.Definitions(jobs=[job], resources={RESOURCE_KEY: resource}).resolve_job_def(
-            "upload"
+        defs = self.dg.Definitions(
+            assets=blocks.assets(), jobs=[blocks.job], resources={RESOURCE_KEY: resource}
         )
+        resolved = defs.resolve_job_def(blocks.job.name)
         began = time.perf_counter()
         result = resolved.execute_in_process(
             partition_key="0", instance=self.instance, run_config=quiet_run_config(resolved, "0")
         )
         seconds = time.perf_counter() - began
-        if result.output_for_node("record_block")["inserted"] != n:
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        if metadata["tasks"].value != n:
             raise SystemExit("the Dagster upload inserted the wrong number of tasks")
         return seconds
 
@@ -313,7 +310,7 @@ def upload_table(work: Path, tasks: int, rounds: int) -> None:
         for engine in ("boto3", "fast"):
             sqs = Uploads(lambda: queue_url(endpoint, "upload"), shard, engine)
             results.append((f"SQS stand-in 20 ms, {engine} engine", upload_overhead(sqs, tasks, rounds)))
-    print("\n## Upload: Dagster block job (4 shards) vs plain insert_all, same tasks, same process\n")
+    print("\n## Upload: block upload asset (4 shards) vs plain insert_all, same tasks, same process\n")
     print("| queue | tasks | plain s | Dagster job s | overhead | plain tasks/s | target <= 10% |")
     print("|---|---|---|---|---|---|---|")
     for queue, r in results:
