@@ -59,7 +59,9 @@ def _main(argv: list[str]) -> None:
         TaskQueue(url, progress=False).insert(_tasks(log, prefix, n, pause))
     elif role == "work-upstream":
         up = taskqueue.TaskQueue(url, progress=False)
-        up.poll(lease_seconds=2, tally=True, min_backoff_window=0.05, max_backoff_window=0.2, stop_fn=up.is_empty)
+        up.poll(
+            lease_seconds=2, tally=True, min_backoff_window=0.05, max_backoff_window=0.2, stop_fn=up.is_empty
+        )
     elif role == "work-ours":
         TaskQueue(url, progress=False).poll(
             lease_seconds=2, num_tasks=5, burst_seconds=1.0, min_backoff_window=0.05, max_backoff_window=0.2
