@@ -70,7 +70,7 @@ def test_absolute_relative_and_bare_urls(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_fq_url_puts_the_database_inside_the_directory(tmp_path: Path) -> None:
-    backend = open_backend(f"fq://{tmp_path}/jobs")
+    backend = open_backend(f"sqlite://{tmp_path}/jobs/{FQ_DATABASE_NAME}")
     assert isinstance(backend, SQLiteBackend)
     assert backend.path == str(tmp_path / "jobs" / FQ_DATABASE_NAME)
     backend.send_batch(["x"])

@@ -247,18 +247,35 @@ class FileQueueBackend(Backend):
     def _scan_visible(self) -> list[str]:
         now = time.time()
         names: list[str] = []
+        foreign: list[str] = []
         try:
             with os.scandir(self.layout.queue) as entries:
                 for entry in entries:
                     parsed = parse_name(entry.name)
-                    if parsed is not None and parsed[0] <= now:
+                    if parsed is None:
+                        foreign.append(entry.name)
+                    elif parsed[0] <= now:
                         names.append(entry.name)
                         if len(names) >= _SCAN_LIMIT:
                             break
         except OSError as e:
             raise self._error("receive: listing the queue", e) from e
+        for name in foreign:
+            self._set_aside(name)
         random.shuffle(names)
         return names
+
+    def _set_aside(self, name: str) -> None:
+        """Move a file whose name is not a task name out of ``queue/`` (upstream's workers crash on it)."""
+        target = os.path.join(self.layout.foreign, f"{time.time_ns()}-{name}")
+        try:
+            os.rename(os.path.join(self.layout.queue, name), target)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.warning("%s: queue/%s is not a task file and cannot be moved aside: %s", self.url, name, e)
+            return
+        log.warning("%s: queue/%s is not a task file name; moved to %s", self.url, name, target)
 
     def _lease(self, max_messages: int, lease_seconds: float) -> list[Message]:
         leased: list[Message] = []

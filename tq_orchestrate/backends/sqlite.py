@@ -23,6 +23,10 @@ first use. Options come as keyword arguments or in the URL query
 ``busy_timeout_seconds`` (default 30)
     How long a call waits for another writer before failing with a retryable
     :class:`~tq_orchestrate.errors.BackendError`.
+``allow_network_fs`` (default false)
+    The database is refused on a network or cluster filesystem (NFS, SMB, Lustre,
+    GPFS, BeeGFS, CephFS, FUSE such as sshfs), where SQLite's locking is unsafe;
+    true opens it anyway. Use ``fq://DIR`` or SQS for a queue shared by hosts.
 
 Every write is one ``BEGIN IMMEDIATE`` transaction, so a batch is inserted
 whole or not at all and a lease is atomic across threads and processes. A
@@ -58,6 +62,7 @@ from ._common import (
     positive_int,
     resolve_options,
 )
+from ._fstype import flag, refuse_network_fs
 from .base import Backend, Capabilities, Counts, DeadLetter, EntryFailure, Message
 
 __all__ = ["FQ_DATABASE_NAME", "SCHEMA_VERSION", "SQLiteBackend"]
@@ -130,6 +135,7 @@ _OPTIONS: dict[str, OptionSpec] = {
     "max_receives": OptionSpec(positive_int, 5),
     "durability": OptionSpec(lambda v: _choice(v, ("normal", "full")), "normal"),
     "busy_timeout_seconds": OptionSpec(positive_float, 30.0),
+    "allow_network_fs": OptionSpec(flag, False),
 }
 
 
@@ -167,12 +173,14 @@ class SQLiteBackend(Backend):
         max_receives: int = 5,
         durability: str = "normal",
         busy_timeout_seconds: float = 30.0,
+        allow_network_fs: bool = False,
     ) -> None:
         self.url = url
         self.path = path
         self.max_receives = max_receives
         self.durability = durability
         self.busy_timeout_seconds = busy_timeout_seconds
+        self.allow_network_fs = allow_network_fs
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -227,6 +235,8 @@ class SQLiteBackend(Backend):
             raise BackendError(
                 f"cannot create directory {directory!r}: {e.strerror or e}", queue=self.url
             ) from e
+        if not self.allow_network_fs:
+            refuse_network_fs(self.path, self.url)
         conn = sqlite3.connect(
             self.path,
             timeout=self.busy_timeout_seconds,

@@ -14,6 +14,7 @@ Ours (upstream never looks at ``DIR/tqo``)::
     DIR/tqo/errors/<id>         the last error recorded for a task
     DIR/tqo/dead/<ns>--<id>.json  a dead letter: the task file, moved whole
     DIR/tqo/dead/<ns>--<id>.meta  its receive count and error (JSON)
+    DIR/tqo/foreign/            files found in queue/ whose names are not task names
 """
 
 from __future__ import annotations
@@ -70,9 +71,22 @@ class Layout:
         return os.path.join(self.ours, "dead")
 
     @property
+    def foreign(self) -> str:
+        return os.path.join(self.ours, "foreign")
+
+    @property
     def legacy_database(self) -> str:
         return os.path.join(self.root, LEGACY_DATABASE_NAME)
 
     def directories(self) -> tuple[str, ...]:
         """Every directory the queue needs, parents first."""
-        return (self.queue, self.movement, self.ours, self.tmp, self.receives, self.errors, self.dead)
+        return (
+            self.queue,
+            self.movement,
+            self.ours,
+            self.tmp,
+            self.receives,
+            self.errors,
+            self.dead,
+            self.foreign,
+        )
