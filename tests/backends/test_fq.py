@@ -36,6 +36,15 @@ class TestFileQueueContract(BackendContract):
         backend.close()
 
 
+class TestFileQueueLazyMovementContract(TestFileQueueContract):
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> Iterator[FileQueueBackend]:
+        url = f"fq://{tmp_path}/q?movement_files=lazy"
+        backend = FileQueueBackend.from_url(url, max_receives=self.max_receives)
+        yield backend
+        backend.close()
+
+
 def test_fq_scheme_is_the_file_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     absolute = open_backend(f"fq://{tmp_path}/abs")

@@ -10,6 +10,15 @@ arguments or the URL query, keywords win):
     may lose recent inserts; a killed process loses nothing); the insertion counter
     is. ``"full"``: every new task file and its movement file is fsynced, and the
     directories once per batch, before ``send_batch`` returns.
+``movement_files`` (default ``"upstream"``)
+    ``"upstream"``: ``movement/<id>`` is written at insert and appended at every
+    lease, as upstream does. ``"lazy"``: a task inserted visible and leased once
+    never gets one (the first file op that needs it, a renewal, a release or a
+    second lease, creates it with both lines): one file per task instead of two,
+    much faster on a disk. Upstream's workers, ``ptq`` and every mixed use keep
+    working (upstream's lease creates a missing movement file too); the one
+    difference: upstream's ``delete(id)`` of a task nobody leased yet does
+    nothing (it finds no movement file).
 
 The directory holds upstream's ``queue/``, ``movement/``, ``insertions`` and
 ``completions``, which python-task-queue (its ``ptq``, producers and workers) uses
@@ -29,6 +38,7 @@ How this differs from upstream, without leaving its format:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -54,6 +64,7 @@ from ._fq.files import (
     append_bytes,
     append_line_locked,
     backend_error,
+    open_directories,
     read_bytes,
     read_counter,
     unlink_quiet,
@@ -83,9 +94,17 @@ def _durability(value: Any) -> str:
     return text
 
 
+def _movement_files(value: Any) -> str:
+    text = str(value).lower()
+    if text not in ("upstream", "lazy"):
+        raise ValueError(f"expected upstream or lazy, got {value!r}")
+    return text
+
+
 _OPTIONS: dict[str, OptionSpec] = {
     "max_receives": OptionSpec(positive_int, 5),
     "durability": OptionSpec(_durability, "normal"),
+    "movement_files": OptionSpec(_movement_files, "upstream"),
 }
 
 
@@ -103,12 +122,21 @@ class FileQueueBackend(Backend):
 
     capabilities: ClassVar[Capabilities] = LOCAL_CAPABILITIES
 
-    def __init__(self, url: str, path: str, *, max_receives: int = 5, durability: str = "normal") -> None:
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        *,
+        max_receives: int = 5,
+        durability: str = "normal",
+        movement_files: str = "upstream",
+    ) -> None:
         self.url = url
         self.path = path
         self.layout = Layout(path)
         self.max_receives = max_receives
         self.durability = durability
+        self.movement_files = movement_files
         self._lock = threading.Lock()
         self._pool: list[str] = []
         self._renewed: dict[str, str] = {}
@@ -176,27 +204,33 @@ class FileQueueBackend(Backend):
         stamp = expiry_timestamp(time.time(), delay_seconds) if delay_seconds > 0 else 0
         full = self.durability == "full"
         written = 0
-        for (_, data), ident in zip(encoded, new_idents(len(encoded)), strict=True):
-            try:
-                self._write_task(task_name(stamp, ident), ident, add_id(data, ident), full)
-            except OSError as e:
-                if not written:
-                    raise self._error("send_batch", e) from e
-                return self._count_inserts(written, full) + self._unsent(encoded[written:], e)
-            written += 1
+        layout = self.layout
+        try:
+            with open_directories(layout.movement, layout.tmp, layout.queue) as dirs:
+                for (_, data), ident in zip(encoded, new_idents(len(encoded)), strict=True):
+                    self._write_task(dirs, task_name(stamp, ident), ident, add_id(data, ident), full)
+                    written += 1
+        except OSError as e:
+            if not written:
+                raise self._error("send_batch", e) from e
+            return self._count_inserts(written, full) + self._unsent(encoded[written:], e)
         return self._count_inserts(written, full)
 
-    def _write_task(self, name: str, ident: str, data: bytes, fsync: bool) -> None:
-        """Movement file first, then the task file renamed into ``queue/`` whole."""
-        movement = os.path.join(self.layout.movement, ident)
-        write_new(movement, (name + "\n").encode(), fsync=fsync)
-        tmp = os.path.join(self.layout.tmp, name)
+    def _write_task(self, dirs: tuple[int, ...], name: str, ident: str, data: bytes, fsync: bool) -> None:
+        """Movement file (lazy: only for a delayed task), then the task file renamed into ``queue/``."""
+        movement, tmp, queue = dirs
+        eager = self.movement_files == "upstream" or not name.startswith("0--")
+        if eager:
+            write_new(ident, (name + "\n").encode(), fsync=fsync, dir_fd=movement)
         try:
-            write_new(tmp, data, fsync=fsync)
-            os.rename(tmp, os.path.join(self.layout.queue, name))
+            write_new(name, data, fsync=fsync, dir_fd=tmp)
+            os.rename(name, name, src_dir_fd=tmp, dst_dir_fd=queue)
         except BaseException:
-            unlink_quiet(tmp)
-            unlink_quiet(movement)
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=tmp)
+            if eager:
+                with contextlib.suppress(OSError):
+                    os.unlink(ident, dir_fd=movement)
             raise
 
     def _unsent(self, rest: list[tuple[int, bytes]], error: OSError) -> list[EntryFailure]:
@@ -301,15 +335,14 @@ class FileQueueBackend(Backend):
         parsed = parse_name(name)
         if parsed is None:
             return None
-        ident = parsed[1]
+        stamp, ident = parsed
         leased_name = task_name(expiry_timestamp(time.time(), lease_seconds), ident)
         queue = self.layout.queue
         try:
             os.rename(os.path.join(queue, name), os.path.join(queue, leased_name))
         except FileNotFoundError:
             return None  # another worker leased or deleted it
-        size_before = append_line_locked(os.path.join(self.layout.movement, ident), leased_name)
-        moved_before = size_before > len(name) + 1
+        moved_before = self._record_move(stamp, name, ident, leased_name)
         count = 1 + append_bytes(os.path.join(self.layout.receives, ident), b"\0") if moved_before else 1
         try:
             raw = strip_id(read_bytes(os.path.join(queue, leased_name)), ident)
@@ -320,6 +353,20 @@ class FileQueueBackend(Backend):
             return None
         handle = leased_name + (_RECEIVED_BEFORE if moved_before else "")
         return Message(handle, _text(raw), ident, count)
+
+    def _record_move(self, stamp: int, name: str, ident: str, leased_name: str) -> bool:
+        """Append the leased name to the movement file; return whether the task was received before.
+
+        A name with timestamp 0 was never leased (every lease and release sets a
+        real time); otherwise a movement file listing just ``name`` means a delayed
+        task's first receive, anything else (or none, lazily) an earlier receive.
+        """
+        path = os.path.join(self.layout.movement, ident)
+        if stamp == 0:
+            if self.movement_files == "upstream":
+                append_line_locked(path, leased_name, name)
+            return False
+        return append_line_locked(path, leased_name, name) != len(name) + 1
 
     # -- handles ------------------------------------------------------------
 
@@ -381,7 +428,7 @@ class FileQueueBackend(Backend):
         target = task_name(expiry_timestamp(time.time(), lease_seconds), ident)
         try:
             self._rename(name, target)
-            append_line_locked(os.path.join(self.layout.movement, ident), target)
+            append_line_locked(os.path.join(self.layout.movement, ident), target, name)
         except FileNotFoundError as e:
             raise LeaseLostError(f"lease {handle!r} is no longer held", queue=self.url) from e
         except OSError as e:
@@ -460,11 +507,11 @@ class FileQueueBackend(Backend):
             return
 
     def _never_moved(self, name: str, ident: str) -> bool:
-        """True for a task whose movement file lists only its current name (delayed, never leased)."""
+        """True for a task never leased (delayed): its movement file lists only its name."""
         try:
             return os.stat(os.path.join(self.layout.movement, ident)).st_size == len(name) + 1
         except FileNotFoundError:
-            return False
+            return False  # lazy movement files: leased once
 
     def counts(self) -> Counts:
         """Exact counts from one directory scan; ``leased`` vs ``delayed`` from the movement files."""
@@ -532,7 +579,7 @@ class FileQueueBackend(Backend):
                     self._rename(name, target)
                 except FileNotFoundError:
                     continue
-                append_line_locked(os.path.join(self.layout.movement, ident), target)
+                append_line_locked(os.path.join(self.layout.movement, ident), target, name)
                 released += 1
         except OSError as e:
             raise self._error("release_all", e) from e

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import time
+from collections.abc import Iterator
 
 from ...errors import BackendError
 
@@ -19,6 +20,7 @@ __all__ = [
     "append_bytes",
     "append_line_locked",
     "backend_error",
+    "open_directories",
     "read_bytes",
     "read_counter",
     "unlink_quiet",
@@ -53,18 +55,37 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_new(path: str, data: bytes, *, fsync: bool = False) -> None:
-    """Create ``path`` (it must not exist) holding ``data``; a failed write removes it."""
-    fd = os.open(path, _CREATE, _MODE)
+def write_new(path: str, data: bytes, *, fsync: bool = False, dir_fd: int | None = None) -> None:
+    """Create ``path`` (it must not exist; relative to ``dir_fd`` if given) holding ``data``.
+
+    A failed write removes the file.
+    """
+    fd = os.open(path, _CREATE, _MODE, dir_fd=dir_fd)
     try:
-        _write_all(fd, data)
+        written = os.write(fd, data)
+        if written != len(data):
+            _write_all(fd, data[written:])
         if fsync:
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        unlink_quiet(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path, dir_fd=dir_fd)
         raise
     os.close(fd)
+
+
+@contextlib.contextmanager
+def open_directories(*paths: str) -> Iterator[tuple[int, ...]]:
+    """Descriptors of ``paths`` for ``dir_fd`` calls (no path walk per file), closed on exit."""
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        yield tuple(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def read_bytes(path: str) -> bytes:
@@ -118,12 +139,14 @@ def _lock(fd: int, wait_seconds: float = _LOCK_WAIT_SECONDS) -> bool:
         pause = min(pause * 2, 0.05)
 
 
-def append_line_locked(path: str, line: str) -> int:
+def append_line_locked(path: str, line: str, previous: str | None = None) -> int:
     """Append ``line`` + newline to a movement file under upstream's lock.
 
-    Returns the file's size before the append (0 if it did not exist). If the lock
-    cannot be had (a stuck holder, or no lock manager), the line is appended anyway:
-    O_APPEND keeps it whole on one host, and losing it would lose the task's name.
+    Returns the file's size before the append. An empty or missing file first gets
+    ``previous`` (the name the task had at insert), so it reads as upstream's would.
+    If the lock cannot be had (a stuck holder, or no lock manager), the line is
+    appended anyway: O_APPEND keeps it whole on one host, and losing it would lose
+    the task's name.
     """
     try:
         fd = os.open(path, _APPEND)
@@ -132,7 +155,8 @@ def append_line_locked(path: str, line: str) -> int:
     try:
         _lock(fd)
         size = os.fstat(fd).st_size
-        _write_all(fd, (line + "\n").encode())
+        text = f"{previous}\n{line}\n" if size == 0 and previous else f"{line}\n"
+        _write_all(fd, text.encode())
         return size
     finally:
         os.close(fd)  # releases the lock
