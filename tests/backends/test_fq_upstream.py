@@ -51,6 +51,8 @@ def _tasks(log: str, prefix: str, n: int, sleep_seconds: float) -> list[functool
 def _main(argv: list[str]) -> None:
     role, directory, log = argv[:3]
     url = f"fq://{directory}"
+    if role.startswith("produce-ours") or role.startswith("work-ours"):
+        url += os.environ.get("TQO_FQ_QUERY", "")
     if role == "produce-upstream":
         prefix, n, pause = argv[3], int(argv[4]), float(argv[5])
         taskqueue.TaskQueue(url, progress=False).insert(_tasks(log, prefix, n, pause))
@@ -70,8 +72,8 @@ def _main(argv: list[str]) -> None:
         raise SystemExit(f"unknown role {role}")
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _spawn(*args: str, query: str = "") -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQO_FQ_QUERY": query}
     return subprocess.Popen(
         [sys.executable, "-m", "tests.backends.test_fq_upstream", *args],
         cwd=ROOT,
@@ -103,11 +105,12 @@ def _agree(directory: Path) -> None:
     )
 
 
-def test_upstream_producer_our_worker_and_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("query", ["", "?movement_files=lazy"])
+def test_upstream_producer_our_worker_and_back(tmp_path: Path, query: str) -> None:
     log = tmp_path / "log"
     up = taskqueue.TaskQueue(f"fq://{tmp_path}/q", progress=False)
     up.insert(_tasks(str(log), "u", 5, 0))
-    ours = TaskQueue(f"fq://{tmp_path}/q", progress=False)
+    ours = TaskQueue(f"fq://{tmp_path}/q{query}", progress=False)
     assert ours.counts().visible == 5
     assert ours.poll(lease_seconds=30, num_tasks=3, burst_seconds=0.1) == 5
     ours.insert(_tasks(str(log), "o", 4, 0))
@@ -150,14 +153,16 @@ def test_our_release_all_purge_and_rezero_seen_by_upstream(tmp_path: Path) -> No
 
 
 @pytest.mark.timeout(180)
-def test_mixed_producers_and_workers_with_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("query", ["", "?movement_files=lazy"])
+def test_mixed_producers_and_workers_with_kill_9(tmp_path: Path, query: str) -> None:
     directory, log = str(tmp_path / "q"), str(tmp_path / "log")
     n = 60
+    spawn = functools.partial(_spawn, query=query)
     producers = [
-        _spawn("produce-upstream", directory, log, "U", str(n), "0.02"),
-        _spawn("produce-ours", directory, log, "O", str(n), "0.02"),
+        spawn("produce-upstream", directory, log, "U", str(n), "0.02"),
+        spawn("produce-ours", directory, log, "O", str(n), "0.02"),
     ]
-    victims = [_spawn("work-upstream", directory, log), _spawn("work-ours", directory, log)]
+    victims = [spawn("work-upstream", directory, log), spawn("work-ours", directory, log)]
     _wait(producers)
     deadline = time.monotonic() + 60
     while sum(_lines(Path(log)).values()) < 20 and time.monotonic() < deadline:
@@ -166,12 +171,12 @@ def test_mixed_producers_and_workers_with_kill_9(tmp_path: Path) -> None:
         p.send_signal(signal.SIGKILL)
         p.wait()
     producers = [
-        _spawn("produce-upstream", directory, log, "V", str(n), "0"),
-        _spawn("produce-ours", directory, log, "P", str(n), "0"),
+        spawn("produce-upstream", directory, log, "V", str(n), "0"),
+        spawn("produce-ours", directory, log, "P", str(n), "0"),
     ]
     _wait(producers)
-    _wait([_spawn("work-upstream", directory, log), _spawn("work-ours", directory, log)])
-    _wait([_spawn("work-ours", directory, log)])  # what expired after upstream's worker saw it empty
+    _wait([spawn("work-upstream", directory, log), spawn("work-ours", directory, log)])
+    _wait([spawn("work-ours", directory, log)])  # what expired after upstream's worker saw it empty
     seen = _lines(Path(log))
     expected = {f"{p}{i}" for p in "UOVP" for i in range(n)}
     assert expected - set(seen) == set(), "tasks never executed"
