@@ -12,7 +12,6 @@ mount in ``/proc/self/mountinfo`` for its type name.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from dataclasses import dataclass
@@ -73,11 +72,12 @@ def statfs_magic(path: str) -> int | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded (no ldconfig run)
+        statfs = libc.statfs
+    except (OSError, AttributeError):
         return None
     buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
-    if libc.statfs(os.fsencode(path), buf) != 0:
+    if statfs(os.fsencode(path), buf) != 0:
         return None
     width = ctypes.sizeof(ctypes.c_long)  # f_type is the first field, a word
     return int.from_bytes(buf.raw[:width], sys.byteorder) & 0xFFFFFFFF
