@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from typing import ClassVar
 
 import pytest
 
+from tests import compat_fns
 from tests.backends.contract import BackendContract
 from tests.unprivileged import run_as_nobody
 from tq_orchestrate.backends import open_backend
@@ -106,6 +108,25 @@ def test_old_mapping_directory_gets_the_migration_command(tmp_path: Path) -> Non
         if name.startswith("tq_orchestrate.sqlite3"):
             os.unlink(tmp_path / name)
     assert [m.body for m in FileQueueBackend.from_url(f"fq://{tmp_path}").receive(10, 60)] == ["copied"]
+
+
+def test_the_migration_command_works(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tq_orchestrate import TaskQueue
+    from tq_orchestrate.cli import cli
+
+    old = f"sqlite://{tmp_path}/tq_orchestrate.sqlite3"
+    TaskQueue(old, progress=False).insert([functools.partial(compat_fns.scale, [i]) for i in range(3)])
+    args = ["copy", "--move", old, f"fq://{tmp_path}", "--import", "tests.compat_fns"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "moved 3 tasks" in result.output
+    for name in os.listdir(tmp_path):
+        if name.startswith("tq_orchestrate.sqlite3"):
+            os.unlink(tmp_path / name)
+    counts = FileQueueBackend.from_url(f"fq://{tmp_path}").counts()
+    assert (counts.visible, counts.inserted) == (3, 3)
 
 
 def test_foreign_files_are_moved_aside_and_the_rest_is_leased(tmp_path: Path) -> None:
