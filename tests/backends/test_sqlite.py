@@ -17,8 +17,9 @@ import pytest
 from tests.backends.contract import BackendContract
 from tests.unprivileged import run_as_nobody
 from tq_orchestrate.backends import open_backend
+from tq_orchestrate.backends._fq.layout import LEGACY_DATABASE_NAME
 from tq_orchestrate.backends.base import Capabilities
-from tq_orchestrate.backends.sqlite import FQ_DATABASE_NAME, SCHEMA_VERSION, SQLiteBackend
+from tq_orchestrate.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
 from tq_orchestrate.errors import BackendError, ConfigurationError, LeaseLostError
 
 
@@ -71,13 +72,14 @@ def test_absolute_relative_and_bare_urls(tmp_path: Path, monkeypatch: pytest.Mon
         backend.close()
 
 
-def test_fq_url_puts_the_database_inside_the_directory(tmp_path: Path) -> None:
+def test_fq_url_no_longer_opens_an_sqlite_database(tmp_path: Path) -> None:
     backend = open_backend(f"fq://{tmp_path}/jobs")
-    assert isinstance(backend, SQLiteBackend)
-    assert backend.path == str(tmp_path / "jobs" / FQ_DATABASE_NAME)
-    backend.send_batch(["x"])
-    assert (tmp_path / "jobs" / FQ_DATABASE_NAME).is_file()
-    backend.close()
+    try:
+        assert not isinstance(backend, SQLiteBackend)
+        assert backend.send_batch(["x"]) == []
+    finally:
+        backend.close()
+    assert not (tmp_path / "jobs" / LEGACY_DATABASE_NAME).exists()
 
 
 def test_options_from_query_and_keywords(tmp_path: Path) -> None:

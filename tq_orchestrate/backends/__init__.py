@@ -40,7 +40,7 @@ _SQS = "tq_orchestrate.backends.sqs:SQSBackend"
 
 _REGISTRY: dict[str, str] = {
     "sqlite": _EMBEDDED,
-    "fq": _EMBEDDED,  # python-task-queue's file queue URLs map to the embedded queue
+    "fq": "tq_orchestrate.backends.fq:FileQueueBackend",
     "mem": "tq_orchestrate.backends.memory:MemoryBackend",
     "sqs": _SQS,
     "https": _SQS,

@@ -5,9 +5,9 @@ URLs::
     sqlite:///abs/path/q.db    an absolute path
     sqlite://relative/q.db     a path relative to the current directory
     name                       no scheme: the file ``name`` relative to the current directory
-    fq://some/dir              python-task-queue's file-queue URL: the database file
-                               ``tq_orchestrate.sqlite3`` inside the directory ``some/dir``
-                               (upstream's ``queue/`` and ``movement/`` files are not read)
+
+``fq://`` is python-task-queue's file queue (:mod:`tq_orchestrate.backends.fq`), no
+longer this database; ``tq_orchestrate.sqlite3`` was the file it used to name.
 
 ``~`` expands to the home directory; missing parent directories are created on
 first use. Options come as keyword arguments or in the URL query
@@ -28,6 +28,10 @@ first use. Options come as keyword arguments or in the URL query
 ``busy_timeout_seconds`` (default 30)
     How long a call waits for another writer before failing with a retryable
     :class:`~tq_orchestrate.errors.BackendError`.
+``allow_network_fs`` (default false)
+    The database is refused on a network or cluster filesystem (NFS, SMB, Lustre,
+    GPFS, BeeGFS, CephFS, FUSE such as sshfs), where SQLite's locking is unsafe;
+    true opens it anyway. Use ``fq://DIR`` or SQS for a queue shared by hosts.
 
 Every write is one ``BEGIN IMMEDIATE`` transaction, so a batch is inserted
 whole or not at all and a lease is atomic across threads and processes. A
@@ -63,15 +67,14 @@ from ._common import (
     positive_int,
     resolve_options,
 )
+from ._fstype import flag, refuse_network_fs
 from .base import Backend, Capabilities, Counts, DeadLetter, EntryFailure, Message
 
-__all__ = ["FQ_DATABASE_NAME", "SCHEMA_VERSION", "SQLiteBackend"]
+__all__ = ["SCHEMA_VERSION", "SQLiteBackend"]
 
 SCHEMA_VERSION = 1
 """Stored in ``PRAGMA user_version``; a newer database is refused."""
 
-FQ_DATABASE_NAME = "tq_orchestrate.sqlite3"
-"""The database file an ``fq://dir`` URL uses inside ``dir``."""
 
 _MIN_SQLITE = (3, 35, 0)
 _SQLITE_BUSY = 5
@@ -135,7 +138,8 @@ _OPTIONS: dict[str, OptionSpec] = {
     "max_receives": OptionSpec(positive_int, 5),
     "durability": OptionSpec(lambda v: _choice(v, ("normal", "full")), "normal"),
     "busy_timeout_seconds": OptionSpec(positive_float, 30.0),
-    "create": OptionSpec(lambda v: _boolean(v), True),
+    "create": OptionSpec(flag, True),
+    "allow_network_fs": OptionSpec(flag, False),
 }
 
 _LIST_CHUNK = 500
@@ -149,27 +153,15 @@ def _choice(value: Any, allowed: tuple[str, ...]) -> str:
     return text
 
 
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text not in ("true", "false", "1", "0"):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return text in ("true", "1")
-
-
 def database_path(url: str) -> str:
-    """The absolute database file path a ``sqlite://``/``fq://`` URL (or bare name) names."""
-    scheme, sep, rest = url.partition("://")
+    """The absolute database file path a ``sqlite://`` URL (or bare name) names."""
+    _, sep, rest = url.partition("://")
     if not sep:
-        scheme, rest = "sqlite", url
+        rest = url
     path = urllib.parse.unquote(rest.partition("?")[0])
     if not path or path == ":memory:":
         raise ConfigurationError(f"{url!r} names no database file (use mem:// for an in-memory queue)")
-    path = os.path.expanduser(path)
-    if scheme.lower() == "fq":
-        path = os.path.join(path, FQ_DATABASE_NAME)
-    return os.path.abspath(path)
+    return os.path.abspath(os.path.expanduser(path))
 
 
 class SQLiteBackend(Backend):
@@ -186,6 +178,7 @@ class SQLiteBackend(Backend):
         durability: str = "normal",
         busy_timeout_seconds: float = 30.0,
         create: bool = True,
+        allow_network_fs: bool = False,
     ) -> None:
         self.url = url
         self.path = path
@@ -193,6 +186,7 @@ class SQLiteBackend(Backend):
         self.durability = durability
         self.busy_timeout_seconds = busy_timeout_seconds
         self.create = create
+        self.allow_network_fs = allow_network_fs
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -249,6 +243,8 @@ class SQLiteBackend(Backend):
             raise BackendError(
                 f"cannot create directory {directory!r}: {e.strerror or e}", queue=self.url
             ) from e
+        if not self.allow_network_fs:
+            refuse_network_fs(self.path, self.url)
         conn = sqlite3.connect(
             self.path,
             timeout=self.busy_timeout_seconds,

@@ -1,0 +1,1 @@
+"""python-task-queue's FileQueue format (``fq://``): names, file operations, dead letters."""
