@@ -26,8 +26,9 @@ from tests.sqs_fixtures import (  # noqa: F401 - fixtures used by name
 )
 from tq_orchestrate.backends import _http11
 from tq_orchestrate.backends._http11 import HttpResponse
+from tq_orchestrate.backends._sqs.protocol import ErrorReply
 from tq_orchestrate.backends.sqs import SQSBackend
-from tq_orchestrate.backends.sqs_fast import FastClient, botocore_error
+from tq_orchestrate.backends.sqs_fast import FastClient
 from tq_orchestrate.errors import BackendError, LeaseLostError, QueueNotFoundError
 from tq_orchestrate.testing import Faults, SqsStandIn
 from tq_orchestrate.testing.sqs_state import Reply
@@ -284,23 +285,23 @@ def test_transient_errors_are_retried_up_to_max_attempts(standin: SqsStandIn) ->
     backend.close()
 
 
-def test_botocore_error_fields() -> None:
+def test_error_reply_fields() -> None:
     response = HttpResponse(
         400,
         {"x-amzn-query-error": "AWS.SimpleQueueService.NonExistentQueue;Sender", "x-amzn-requestid": "r1"},
         b'{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"gone"}',
     )
-    error = botocore_error(response)
-    assert error["Error"] == {
-        "Code": "AWS.SimpleQueueService.NonExistentQueue",
-        "QueryErrorCode": "QueueDoesNotExist",
-        "Type": "Sender",
-        "Message": "gone",
-    }
-    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert error["ResponseMetadata"]["RequestId"] == "r1"
-    plain = botocore_error(HttpResponse(503, {}, b"<html>busy</html>"))
-    assert plain["Error"]["Code"] == "503"
+    error = ErrorReply.from_json(response.status, response.headers, response.body)
+    assert (error.code, error.query_code, error.fault, error.message) == (
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "Sender",
+        "gone",
+    )
+    assert error.status == 400
+    assert error.request_id == "r1"
+    plain = ErrorReply.from_json(503, {}, b"<html>busy</html>")
+    assert plain.code == "503"
 
 
 # -- connections ------------------------------------------------------------------------

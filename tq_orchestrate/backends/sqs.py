@@ -46,9 +46,7 @@ import hashlib
 import itertools
 import json
 import logging
-import math
 import os
-import sys
 import threading
 import time
 import uuid
@@ -58,17 +56,21 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import botocore.exceptions
-from botocore.parsers import ResponseParserError
 
-from ..errors import BackendError, ConfigurationError, LeaseLostError, QueueNotFoundError, TaskQueueError
-from ._aws import (
-    RETRYABLE_ERROR_CODES,
-    AwsSettings,
-    AwsTarget,
-    check_endpoint,
-    parse_queue_url,
-    resolve_settings,
+from ..errors import BackendError, ConfigurationError, LeaseLostError
+from ._aws import AwsSettings, AwsTarget, check_endpoint, parse_queue_url, resolve_settings
+from ._sqs import protocol
+from ._sqs.protocol import MAX_BATCH, MAX_DELAY_SECONDS, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
+from ._sqs.transports import (
+    BOTO_ERRORS,
+    Boto3Transport,
+    RoutedTransport,
+    Transport,
+    error_codes,
+    open_transport,
+    resolve_engine,
 )
+from ._sqs.transports import translate as _translate
 from .base import Backend, BatchSender, Capabilities, Counts, DeadLetter, EntryFailure, Message, ThreadSender
 
 if TYPE_CHECKING:
@@ -82,10 +84,6 @@ DEFAULT_ENGINE = "auto"
 """The upload engine used when the ``engine`` option is not given."""
 ENGINES = ("auto", "boto3", "fast")
 
-MAX_BATCH = 10
-MAX_LEASE_SECONDS = 43200
-MAX_DELAY_SECONDS = 900
-MAX_WAIT_SECONDS = 20
 FIFO_GROUPS = 16
 """Default FIFO message groups; each task's group is picked by its body hash."""
 DLQ_SUFFIX = "-dlq"
@@ -96,15 +94,7 @@ RECEIVES_ATTRIBUTE = "tq_receive_count"
 MESSAGE_ID_ATTRIBUTE = "tq_message_id"
 _ATTRIBUTES = [ERROR_ATTRIBUTE, RECEIVES_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE]
 
-_NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"})
-_LEASE_LOST = frozenset(
-    {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
-)
-_PURGE_BUSY = frozenset({"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"})
-_THROTTLED = RETRYABLE_ERROR_CODES
-_BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
-_FAST_OPERATIONS = frozenset({"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibility"})
-"""Operations the fast engine makes without botocore (the worker's hot path)."""
+_BOTO_ERRORS = BOTO_ERRORS
 _MEMO_MAX_MESSAGES = 1024
 _ERRORS_MAX = 10_000
 ERROR_MAX_CHARS = 4096
@@ -208,7 +198,7 @@ class SQSBackend(Backend):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._conn: _Connection | None = None
-        self._fast: tuple[int, FastClient | None] | None = None  # (pid, client or None for boto3)
+        self._transports: tuple[int, Transport] | None = None  # (pid, this process's transport)
         self._dlq_urls: dict[str, str] = {}
         self._memo: OrderedDict[str, Message] = OrderedDict()
         self._memo_chars = 0
@@ -305,71 +295,62 @@ class SQSBackend(Backend):
             raise _translate(e, operation, name) from e
 
     def _call(self, operation: str, queue_url: str | None = None, **params: Any) -> dict[str, Any]:
-        """Run one SQS operation on this queue (or ``queue_url``), translating errors.
-
-        With the fast engine the worker's operations (``_FAST_OPERATIONS``) skip
-        botocore: same parameters, same result dictionaries, same errors.
-        """
+        """Run one SQS operation on this queue (or ``queue_url``) through this process's
+        transport (:mod:`._sqs.transports`); errors come back as the package's."""
         conn = self._connection()
-        if operation in _FAST_OPERATIONS:
-            fast = self._fast_client(conn)
-            if fast is not None:
-                try:
-                    return fast.call(
-                        operation,
-                        {"QueueUrl": queue_url or conn.queue_url, **params},
-                        wait_seconds=params.get("WaitTimeSeconds", 0),
-                    )
-                except _BOTO_ERRORS as e:
-                    raise _translate(e, operation, self.address.name) from e
-        method = getattr(conn.client, _snake(operation))
-        try:
-            result: dict[str, Any] = method(QueueUrl=queue_url or conn.queue_url, **params)
-        except _BOTO_ERRORS as e:
-            raise _translate(e, operation, self.address.name) from e
-        return result
+        return self._transport(conn).call(
+            operation, {"QueueUrl": queue_url or conn.queue_url, **params}, params.get("WaitTimeSeconds", 0)
+        )
 
     @property
     def call_engine(self) -> str:
         """``"fast"`` or ``"boto3"``: what makes this process's receive, delete and
         change_lease calls (the :attr:`engine`, resolved once per process)."""
-        return "boto3" if self._fast_client(self._connection()) is None else "fast"
+        return self._transport(self._connection()).name
+
+    def _transport(self, conn: _Connection) -> Transport:
+        """This process's transport, built on first use for the resolved :attr:`engine`."""
+        pid = os.getpid()
+        current = self._transports
+        if current is not None and current[0] == pid:
+            return current[1]
+        boto3 = Boto3Transport(conn.client, self.address.name)
+        transport = open_transport(self.engine, boto3, lambda: self._new_fast_client(conn))
+        with self._lock:
+            current = self._transports
+            if current is not None and current[0] == pid:  # another thread was first
+                return current[1]
+            self._transports = (pid, transport)
+        return transport
 
     def _fast_client(self, conn: _Connection) -> FastClient | None:
         """This process's FastClient when the engine resolves to ``"fast"``, else None."""
-        pid = os.getpid()
-        fast = self._fast
-        if fast is not None and fast[0] == pid:
-            return fast[1]
-        client = None
-        if self.engine == "fast":
-            from .sqs_fast import FastClient
+        transport = self._transport(conn)
+        fast = transport.fast if isinstance(transport, RoutedTransport) else None
+        return cast("FastClient", fast) if fast is not None else None
 
-            client = FastClient(
-                conn.settings.target(conn.queue_url, conn.client.meta.endpoint_url),
-                allow_insecure_http=self.options.allow_insecure_http,
-                max_attempts=self.options.max_attempts,
-            )
-        with self._lock:
-            fast = self._fast
-            if fast is not None and fast[0] == pid:  # another thread was first
-                return fast[1]
-            self._fast = (pid, client)
-        return client
+    def _new_fast_client(self, conn: _Connection) -> FastClient:
+        from .sqs_fast import FastClient
+
+        return FastClient(
+            conn.settings.target(conn.queue_url, conn.client.meta.endpoint_url),
+            allow_insecure_http=self.options.allow_insecure_http,
+            max_attempts=self.options.max_attempts,
+        )
 
     def close(self) -> None:
         """Close the client's connections; a later call reconnects."""
         with self._lock:
             conn, self._conn = self._conn, None
-            fast, self._fast = self._fast, None
+            transports, self._transports = self._transports, None
             self._memo.clear()
             self._memo_chars = 0
         if conn is not None and conn.pid == os.getpid():
             conn.client.close()
             if conn.bulk_client is not None:
                 conn.bulk_client.close()
-        if fast is not None and fast[1] is not None and fast[0] == os.getpid():
-            fast[1].close()
+        if transports is not None and transports[0] == os.getpid():
+            transports[1].close()
 
     # -- sending ------------------------------------------------------------------
 
@@ -386,29 +367,9 @@ class SQSBackend(Backend):
         within SQS's 5-minute window (including resends after a lost reply) are
         stored once. FIFO queues refuse per-message delays.
         """
-        if len(bodies) > MAX_BATCH:
-            raise ConfigurationError(f"SQS batches hold at most {MAX_BATCH} messages, got {len(bodies)}")
-        for index, body in enumerate(bodies):
-            if not isinstance(body, str):
-                raise BackendError(
-                    f"SendMessageBatch: message body {index} is {type(body).__name__}, not str",
-                    queue=self.address.name,
-                )
-        delay = _delay(delay_seconds)
-        if not self.fifo:
-            return [{"Id": str(i), "MessageBody": b, "DelaySeconds": delay} for i, b in enumerate(bodies)]
-        if delay:
-            raise ConfigurationError(
-                f"FIFO queue {self.address.name!r} does not accept per-message delay_seconds "
-                f"(got {delay_seconds}); set the queue's DelaySeconds attribute instead"
-            )
-        entries = []
-        for i, body in enumerate(bodies):
-            group, dedup = self.fifo_ids(body)
-            entries.append(
-                {"Id": str(i), "MessageBody": body, "MessageGroupId": group, "MessageDeduplicationId": dedup}
-            )
-        return entries
+        return protocol.send_entries(
+            bodies, delay_seconds, fifo_ids=self.fifo_ids if self.fifo else None, queue=self.address.name
+        )
 
     def fifo_ids(self, body: str) -> tuple[str, str]:
         """``(MessageGroupId, MessageDeduplicationId)`` for one body of a FIFO queue.
@@ -439,7 +400,7 @@ class SQSBackend(Backend):
             response = client.send_message_batch(QueueUrl=conn.queue_url, Entries=entries)
         except _BOTO_ERRORS as e:
             raise _translate(e, "SendMessageBatch", self.address.name) from e
-        return _batch_failures(response, bodies)
+        return protocol.batch_failures(response, bodies)
 
     def open_sender(self, concurrency: int | None = None) -> BatchSender:
         """The bulk upload engine chosen by the ``engine`` option (see the module docstring)."""
@@ -461,14 +422,7 @@ class SQSBackend(Backend):
         """The upload engine in use: the ``engine`` option with ``"auto"`` resolved."""
         if self.options.engine != "auto":
             return self.options.engine
-        from .sqs_fast import proxy_for
-
-        if proxy_for(self.target.endpoint_url):
-            log.info("an HTTP proxy applies to %s: uploading with boto3", self.target.endpoint_url)
-            return "boto3"
-        if _moto_mock_active():  # moto's in-process mock intercepts botocore only
-            return "boto3"
-        return "fast"
+        return resolve_engine(self.options.engine, self.target.endpoint_url)
 
     # -- leasing ------------------------------------------------------------------
 
@@ -497,8 +451,8 @@ class SQSBackend(Backend):
             "ReceiveMessage",
             queue_url,
             MaxNumberOfMessages=min(MAX_BATCH, max(1, int(max_messages))),
-            VisibilityTimeout=_lease(lease_seconds),
-            WaitTimeSeconds=min(MAX_WAIT_SECONDS, max(0, math.ceil(wait_seconds))),
+            VisibilityTimeout=protocol.lease_seconds(lease_seconds),
+            WaitTimeSeconds=protocol.wait_seconds(wait_seconds),
             MessageSystemAttributeNames=_SYSTEM_ATTRIBUTES,
             # the older name too: some emulators (local-aws-sqs) only honour this one
             AttributeNames=_SYSTEM_ATTRIBUTES,
@@ -531,7 +485,11 @@ class SQSBackend(Backend):
 
     def change_lease(self, handle: str, lease_seconds: float) -> None:
         """ChangeMessageVisibility (capped at 12 h); a dead handle raises LeaseLostError."""
-        self._call("ChangeMessageVisibility", ReceiptHandle=handle, VisibilityTimeout=_lease(lease_seconds))
+        self._call(
+            "ChangeMessageVisibility",
+            ReceiptHandle=handle,
+            VisibilityTimeout=protocol.lease_seconds(lease_seconds),
+        )
 
     def release_all(self) -> int:
         """Refused: SQS cannot list or reach messages leased by other consumers."""
@@ -572,7 +530,7 @@ class SQSBackend(Backend):
         try:
             conn.client.purge_queue(QueueUrl=conn.queue_url)
         except botocore.exceptions.ClientError as e:
-            if _codes(e) & _PURGE_BUSY:
+            if error_codes(e) & protocol.PURGE_BUSY_CODES:
                 self._drain(None)
                 return
             raise _translate(e, "PurgeQueue", self.address.name) from e
@@ -841,7 +799,7 @@ def _create(client: Any, name: str, attributes: dict[str, str]) -> str:
     try:
         return str(client.get_queue_url(QueueName=name)["QueueUrl"])
     except botocore.exceptions.ClientError as e:
-        if not _codes(e) & _NOT_FOUND:
+        if not error_codes(e) & protocol.NOT_FOUND_CODES:
             raise
     if name.endswith(".fifo"):
         attributes = {**attributes, "FifoQueue": "true"}
@@ -859,32 +817,11 @@ def _dlq_name(name: str) -> str:
 # -- translation helpers ------------------------------------------------------------
 
 
-def _snake(operation: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
-
-
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _delay(delay_seconds: float) -> int:
-    if delay_seconds < 0 or delay_seconds > MAX_DELAY_SECONDS:
-        raise ConfigurationError(f"delay_seconds={delay_seconds} must be between 0 and {MAX_DELAY_SECONDS}")
-    return math.ceil(delay_seconds)
-
-
-def _moto_mock_active() -> bool:
-    """True inside moto's ``mock_aws``, which only botocore's requests can reach."""
-    models = sys.modules.get("moto.core.models")
-    stubber = getattr(models, "botocore_stubber", None)
-    return bool(getattr(stubber, "enabled", False))
-
-
 _SYSTEM_ATTRIBUTES: list[Any] = ["ApproximateReceiveCount", "SentTimestamp"]
-
-
-def _lease(lease_seconds: float) -> int:
-    return min(MAX_LEASE_SECONDS, max(0, math.ceil(lease_seconds)))
 
 
 def _body_intact(raw: dict[str, Any], queue: str) -> bool:
@@ -894,7 +831,7 @@ def _body_intact(raw: dict[str, Any], queue: str) -> bool:
     when the lease ends.
     """
     md5 = raw.get("MD5OfBody")
-    if md5 is None or md5 == hashlib.md5(raw["Body"].encode(), usedforsecurity=False).hexdigest():
+    if md5 is None or md5 == protocol.body_md5(raw["Body"]):
         return True
     log.warning(
         "queue %s: message %s arrived damaged (MD5OfBody mismatch); skipped", queue, raw.get("MessageId")
@@ -934,60 +871,3 @@ def _pending(attributes: dict[str, str]) -> int:
             "ApproximateNumberOfMessagesDelayed",
         )
     )
-
-
-def _batch_failures(response: dict[str, Any], bodies: Sequence[str]) -> list[EntryFailure]:
-    """Failed entries, plus any entry the reply does not mention or whose MD5 is wrong."""
-    failures: dict[int, EntryFailure] = {}
-    for failed in response.get("Failed", []):
-        index = int(failed["Id"])
-        failures[index] = EntryFailure(
-            index=index,
-            code=str(failed.get("Code", "Failed")),
-            message=str(failed.get("Message", "")),
-            retryable=not failed.get("SenderFault", False),
-        )
-    confirmed = set()
-    for ok in response.get("Successful", []):
-        index = int(ok["Id"])
-        confirmed.add(index)
-        md5 = ok.get("MD5OfMessageBody")
-        if md5 is not None and md5 != hashlib.md5(bodies[index].encode(), usedforsecurity=False).hexdigest():
-            failures[index] = EntryFailure(index, "MD5Mismatch", "MD5OfMessageBody does not match the body")
-    for index in range(len(bodies)):
-        if index not in confirmed and index not in failures:
-            failures[index] = EntryFailure(index, "MissingFromResponse", "entry absent from the reply")
-    return [failures[i] for i in sorted(failures)]
-
-
-def _codes(error: botocore.exceptions.ClientError) -> set[str]:
-    info = error.response.get("Error", {})
-    return {str(c) for c in (info.get("Code"), info.get("QueryErrorCode")) if c}
-
-
-def _translate(error: Exception, operation: str, queue: str) -> TaskQueueError:
-    """Map a botocore error to the package's exception tree (never with credentials)."""
-    if isinstance(error, botocore.exceptions.ClientError):
-        codes = _codes(error)
-        info = error.response.get("Error", {})
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        text = f"{operation} failed: {info.get('Code', 'Unknown')}: {info.get('Message', '')} (HTTP {status})"
-        if codes & _NOT_FOUND:
-            return QueueNotFoundError(queue, f"{operation}: {info.get('Message', 'not found')}")
-        if codes & _LEASE_LOST or (
-            operation.startswith("ChangeMessageVisibility")
-            and "receipt handle" in str(info.get("Message", "")).lower()
-        ):
-            return LeaseLostError(text, queue=queue)
-        retryable = status >= 500 or status == 429 or bool(codes & _THROTTLED)
-        return BackendError(text, queue=queue, retryable=retryable)
-    if isinstance(
-        error, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
-    ):
-        return ConfigurationError(f"{operation}: AWS credentials are missing or incomplete")
-    transient = isinstance(
-        error,
-        botocore.exceptions.HTTPClientError | botocore.exceptions.ConnectionError | ResponseParserError,
-    )
-    text = f"{operation} failed: {type(error).__name__}: {error}"
-    return BackendError(text, queue=queue, retryable=transient)
