@@ -44,13 +44,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -60,6 +58,16 @@ import botocore.exceptions
 from ..errors import BackendError, ConfigurationError, LeaseLostError
 from ._aws import AwsSettings, AwsTarget, check_endpoint, parse_queue_url, resolve_settings
 from ._sqs import protocol
+from ._sqs.dead_letters import (
+    ATTRIBUTES,
+    ReceivedMemo,
+    dead_letter_attributes,
+    dead_letter_from,
+    ensure_queues,
+    redrive_policy,
+    sent_after,
+    sent_at_ms,
+)
 from ._sqs.protocol import MAX_BATCH, MAX_DELAY_SECONDS, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
 from ._sqs.transports import (
     BOTO_ERRORS,
@@ -86,19 +94,9 @@ ENGINES = ("auto", "boto3", "fast")
 
 FIFO_GROUPS = 16
 """Default FIFO message groups; each task's group is picked by its body hash."""
-DLQ_SUFFIX = "-dlq"
-DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 REDRIVE_CLOCK_SKEW_MS = 5000
-ERROR_ATTRIBUTE = "tq_error"
-RECEIVES_ATTRIBUTE = "tq_receive_count"
-MESSAGE_ID_ATTRIBUTE = "tq_message_id"
-_ATTRIBUTES = [ERROR_ATTRIBUTE, RECEIVES_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE]
 
 _BOTO_ERRORS = BOTO_ERRORS
-_MEMO_MAX_MESSAGES = 1024
-_ERRORS_MAX = 10_000
-ERROR_MAX_CHARS = 4096
-_MEMO_MAX_CHARS = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -200,9 +198,7 @@ class SQSBackend(Backend):
         self._conn: _Connection | None = None
         self._transports: tuple[int, Transport] | None = None  # (pid, this process's transport)
         self._dlq_urls: dict[str, str] = {}
-        self._memo: OrderedDict[str, Message] = OrderedDict()
-        self._memo_chars = 0
-        self._errors: OrderedDict[str, str] = OrderedDict()
+        self._memo = ReceivedMemo()
         self._nonce = uuid.uuid4().hex
         self._sequence = itertools.count()
 
@@ -289,7 +285,7 @@ class SQSBackend(Backend):
         operation = "CreateQueue" if self.options.create else "GetQueueUrl"
         try:
             if self.options.create:
-                return _ensure_queues(client, name, self.options.max_receives)[0]
+                return ensure_queues(client, name, self.options.max_receives)[0]
             return str(client.get_queue_url(QueueName=name)["QueueUrl"])
         except _BOTO_ERRORS as e:
             raise _translate(e, operation, name) from e
@@ -343,8 +339,7 @@ class SQSBackend(Backend):
         with self._lock:
             conn, self._conn = self._conn, None
             transports, self._transports = self._transports, None
-            self._memo.clear()
-            self._memo_chars = 0
+        self._memo.clear()
         if conn is not None and conn.pid == os.getpid():
             conn.client.close()
             if conn.bulk_client is not None:
@@ -441,7 +436,7 @@ class SQSBackend(Backend):
         raw = self._receive_raw(max_messages, lease_seconds, wait_seconds, queue_url)
         messages = [_message(m) for m in raw]
         if queue_url is None:
-            self._remember(messages)
+            self._memo.remember(messages)
         return messages
 
     def _receive_raw(
@@ -456,7 +451,7 @@ class SQSBackend(Backend):
             MessageSystemAttributeNames=_SYSTEM_ATTRIBUTES,
             # the older name too: some emulators (local-aws-sqs) only honour this one
             AttributeNames=_SYSTEM_ATTRIBUTES,
-            MessageAttributeNames=_ATTRIBUTES,
+            MessageAttributeNames=ATTRIBUTES,
         )
         return [m for m in response.get("Messages", []) if _body_intact(m, self.address.name)]
 
@@ -470,7 +465,7 @@ class SQSBackend(Backend):
     def _delete_chunk(self, handles: list[str], queue_url: str | None = None) -> int:
         entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
         response = self._call("DeleteMessageBatch", queue_url, Entries=entries)
-        self._forget(handles)
+        self._memo.forget(handles)
         failed = response.get("Failed", [])
         server_side = [f for f in failed if not f.get("SenderFault", False)]
         if server_side:
@@ -536,9 +531,7 @@ class SQSBackend(Backend):
             raise _translate(e, "PurgeQueue", self.address.name) from e
         except _BOTO_ERRORS as e:
             raise _translate(e, "PurgeQueue", self.address.name) from e
-        with self._lock:
-            self._memo.clear()
-            self._memo_chars = 0
+        self._memo.clear()
 
     def _drain(self, queue_url: str | None) -> int:
         """Receive and delete until a long poll comes back empty; return how many."""
@@ -556,16 +549,15 @@ class SQSBackend(Backend):
         if attributes is None:
             response = self._call("GetQueueAttributes", AttributeNames=["RedrivePolicy"])
             attributes = self._attributes(response)
-        policy = attributes.get("RedrivePolicy")
-        if not policy:
+        policy = redrive_policy(attributes)
+        if policy is None:
             return None
-        parsed = json.loads(policy)
-        arn = str(parsed["deadLetterTargetArn"])
+        arn, max_receives = policy
         url = self._dlq_urls.get(arn)
         if url is None:
             url = self._queue_url_from_arn(arn)
             self._dlq_urls[arn] = url
-        return url, int(parsed.get("maxReceiveCount", 0))
+        return url, max_receives
 
     def _queue_url_from_arn(self, arn: str) -> str:
         parts = arn.split(":")
@@ -595,19 +587,14 @@ class SQSBackend(Backend):
         receive count and the original message id travel as message attributes.
         """
         dlq = self._require_dlq("dead-letter messages")[0]
-        with self._lock:
-            message = self._memo.get(handle)
+        message = self._memo.get(handle)
         if message is None:
             raise LeaseLostError(
                 "dead_letter needs a handle received by this backend in this process "
                 "(unknown, already deleted, or forgotten)",
                 queue=self.address.name,
             )
-        attributes = {
-            ERROR_ATTRIBUTE: {"DataType": "String", "StringValue": error[:ERROR_MAX_CHARS] or "error"},
-            RECEIVES_ATTRIBUTE: {"DataType": "Number", "StringValue": str(message.receive_count)},
-            MESSAGE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": message.message_id},
-        }
+        attributes = dead_letter_attributes(message, error)
         params: dict[str, Any] = {"MessageBody": message.body, "MessageAttributes": attributes}
         if dlq.endswith(".fifo"):
             params.update(self.build_entries([message.body])[0])
@@ -622,14 +609,7 @@ class SQSBackend(Backend):
         :meth:`dead_letters` of this backend shows the last error recorded here.
         Use :meth:`dead_letter` to move a message together with its error.
         """
-        with self._lock:
-            message = self._memo.get(handle)
-            if message is None:
-                return
-            self._errors[message.message_id] = error[:ERROR_MAX_CHARS]
-            self._errors.move_to_end(message.message_id)
-            while len(self._errors) > _ERRORS_MAX:
-                self._errors.popitem(last=False)
+        self._memo.record_error(handle, error)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Peek at up to ``limit`` dead letters, oldest first.
@@ -647,10 +627,9 @@ class SQSBackend(Backend):
             if not fresh:
                 break
         self._release_raw(list(seen.values()), dlq)
-        ordered = sorted(seen.values(), key=lambda m: int(m.get("Attributes", {}).get("SentTimestamp", 0)))
-        with self._lock:
-            errors = dict(self._errors)
-        return [_dead_letter(m, errors, max_receives) for m in ordered[:limit]]
+        ordered = sorted(seen.values(), key=sent_at_ms)
+        errors = self._memo.errors()
+        return [dead_letter_from(m, errors, max_receives) for m in ordered[:limit]]
 
     def _release_raw(self, raw: list[dict[str, Any]], queue_url: str) -> None:
         for start in range(0, len(raw), MAX_BATCH):
@@ -673,8 +652,7 @@ class SQSBackend(Backend):
         moved = 0
         while True:
             raw = self._receive_raw(MAX_BATCH, 60, self.scan_wait_seconds, dlq)
-            old = [m for m in raw if int(m.get("Attributes", {}).get("SentTimestamp", 0)) <= cutoff_ms]
-            new = [m for m in raw if int(m.get("Attributes", {}).get("SentTimestamp", 0)) > cutoff_ms]
+            old, new = sent_after(raw, cutoff_ms)
             if new:
                 self._release_raw(new, dlq)
             if not old:
@@ -696,24 +674,6 @@ class SQSBackend(Backend):
                 retryable=any(f.retryable for f in failures),
             )
         return len(sent)
-
-    # -- memo of received bodies (for dead_letter) ---------------------------------
-
-    def _remember(self, messages: list[Message]) -> None:
-        with self._lock:
-            for m in messages:
-                self._memo[m.handle] = m
-                self._memo_chars += len(m.body)
-            while self._memo and (len(self._memo) > _MEMO_MAX_MESSAGES or self._memo_chars > _MEMO_MAX_CHARS):
-                _, old = self._memo.popitem(last=False)
-                self._memo_chars -= len(old.body)
-
-    def _forget(self, handles: Sequence[str]) -> None:
-        with self._lock:
-            for handle in handles:
-                old = self._memo.pop(handle, None)
-                if old is not None:
-                    self._memo_chars -= len(old.body)
 
 
 def _rebuild(url: str, options: dict[str, Any]) -> SQSBackend:
@@ -772,46 +732,13 @@ def ensure_queue_pair(
     client = settings.create_client(max_pool_connections=2)
     queue = settings.address.name
     try:
-        queue_url, dlq_url = _ensure_queues(client, queue, max_receives)
+        queue_url, dlq_url = ensure_queues(client, queue, max_receives)
     except _BOTO_ERRORS as e:
         raise _translate(e, "CreateQueue", queue) from e
     finally:
         client.close()
     assert dlq_url is not None
     return queue_url, dlq_url
-
-
-def _ensure_queues(client: Any, name: str, max_receives: int | None) -> tuple[str, str | None]:
-    """Create the queue (and with ``max_receives`` its DLQ and redrive policy)."""
-    if max_receives is None:
-        return _create(client, name, {}), None
-    dlq_name = _dlq_name(name)
-    dlq_url = _create(client, dlq_name, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})
-    arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = _create(client, name, {})
-    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives})
-    client.set_queue_attributes(QueueUrl=queue_url, Attributes={"RedrivePolicy": policy})
-    return queue_url, dlq_url
-
-
-def _create(client: Any, name: str, attributes: dict[str, str]) -> str:
-    """Return the URL of ``name``, creating it with ``attributes`` if it is missing."""
-    try:
-        return str(client.get_queue_url(QueueName=name)["QueueUrl"])
-    except botocore.exceptions.ClientError as e:
-        if not error_codes(e) & protocol.NOT_FOUND_CODES:
-            raise
-    if name.endswith(".fifo"):
-        attributes = {**attributes, "FifoQueue": "true"}
-    return str(client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
-
-
-def _dlq_name(name: str) -> str:
-    base, fifo = (name[: -len(".fifo")], ".fifo") if name.endswith(".fifo") else (name, "")
-    dlq = f"{base}{DLQ_SUFFIX}{fifo}"
-    if len(dlq) > 80:
-        raise ConfigurationError(f"queue name {name!r} is too long to add {DLQ_SUFFIX!r} (SQS allows 80)")
-    return dlq
 
 
 # -- translation helpers ------------------------------------------------------------
@@ -846,19 +773,6 @@ def _message(raw: dict[str, Any]) -> Message:
         body=raw["Body"],
         message_id=raw["MessageId"],
         receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
-    )
-
-
-def _dead_letter(raw: dict[str, Any], errors: dict[str, str], max_receives: int) -> DeadLetter:
-    custom = raw.get("MessageAttributes", {})
-    message_id = custom.get(MESSAGE_ID_ATTRIBUTE, {}).get("StringValue") or raw["MessageId"]
-    error = custom.get(ERROR_ATTRIBUTE, {}).get("StringValue") or errors.get(message_id)
-    recorded = custom.get(RECEIVES_ATTRIBUTE, {}).get("StringValue")
-    return DeadLetter(
-        message_id=message_id,
-        body=raw["Body"],
-        receive_count=int(recorded) if recorded is not None else max_receives,
-        error=error,
     )
 
 
