@@ -83,6 +83,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._transport is not None:  # Python 3.10's TLS transport is not closed by a lost connection
+            self._transport.close()
         self._server._connections.discard(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
