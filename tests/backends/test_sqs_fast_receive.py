@@ -315,7 +315,7 @@ def test_reconnects_when_the_server_closes_connections(aws_env: Path) -> None:
         for m in got:
             backend.change_lease(m.handle, 60)
         assert backend.delete([m.handle for m in got]) == 30
-        fast = backend._fast_client(backend._connection())
+        fast = backend._connections.fast_client()
         assert fast is not None and fast.connections_opened >= 10
         backend.close()
 
@@ -335,7 +335,7 @@ def test_resends_on_an_idle_connection_the_server_dropped(
             time.sleep(0.05)
         assert server.stats.closed > closed
         assert len(drain(backend, 1)) == 1
-        fast = backend._fast_client(backend._connection())
+        fast = backend._connections.fast_client()
         assert fast is not None and fast.connections_opened == 2
         backend.close()
 
@@ -379,7 +379,7 @@ def test_threads_share_one_backend(standin: SqsStandIn) -> None:
         t.join(60)
     assert errors == []
     assert len(seen) == len(set(seen)) == 200
-    fast = backend._fast_client(backend._connection())
+    fast = backend._connections.fast_client()
     assert fast is not None and fast.connections_opened <= 7
     backend.close()
 
@@ -408,7 +408,7 @@ def test_fork_child_opens_its_own_connections(standin: SqsStandIn) -> None:
     assert backend.delete([m.handle for m in first]) == 10  # the parent's connection still works
     assert backend.receive(10, 60) == []
     assert standin.stats.connections == opened + 1
-    fast = backend._fast_client(backend._connection())
+    fast = backend._connections.fast_client()
     assert fast is not None and fast.connections_opened == 1
     backend.close()
 
@@ -417,7 +417,7 @@ def test_credentials_are_fetched_for_every_request(
     standin: SqsStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = open_backend(standin.endpoint_url, engine="fast")
-    fast = backend._fast_client(backend._connection())
+    fast = backend._connections.fast_client()
     assert fast is not None
     fetched = []
     original = fast._credentials
@@ -437,7 +437,7 @@ def test_credentials_are_fetched_for_every_request(
 def test_a_thread_that_ends_closes_its_connection(standin: SqsStandIn) -> None:
     backend = open_backend(standin.endpoint_url, engine="fast")
     fill(backend, 5)
-    fast = backend._fast_client(backend._connection())
+    fast = backend._connections.fast_client()
     assert fast is not None
     for _ in range(5):  # e.g. one heartbeat thread per poll: connections must not pile up
         thread = threading.Thread(target=lambda: backend.receive(1, 60))

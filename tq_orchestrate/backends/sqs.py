@@ -46,18 +46,17 @@ import hashlib
 import itertools
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import botocore.exceptions
 
 from ..errors import BackendError, ConfigurationError, LeaseLostError
-from ._aws import AwsSettings, AwsTarget, check_endpoint, parse_queue_url, resolve_settings
+from ._aws import AwsTarget, check_endpoint, parse_queue_url, resolve_settings
 from ._sqs import protocol
+from ._sqs.connection import QueueConnection
 from ._sqs.dead_letters import (
     ATTRIBUTES,
     ReceivedMemo,
@@ -68,105 +67,28 @@ from ._sqs.dead_letters import (
     sent_after,
     sent_at_ms,
 )
+from ._sqs.options import DEFAULT_ENGINE, ENGINES, SQSOptions, check_int
 from ._sqs.protocol import MAX_BATCH, MAX_DELAY_SECONDS, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
 from ._sqs.transports import (
     BOTO_ERRORS,
-    Boto3Transport,
-    RoutedTransport,
-    Transport,
     error_codes,
-    open_transport,
-    resolve_engine,
 )
 from ._sqs.transports import translate as _translate
 from .base import Backend, BatchSender, Capabilities, Counts, DeadLetter, EntryFailure, Message, ThreadSender
 
 if TYPE_CHECKING:
-    from .sqs_fast import FastClient
+    pass
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "SQSBackend", "SQSOptions", "ensure_queue_pair"]
 
-DEFAULT_ENGINE = "auto"
-"""The upload engine used when the ``engine`` option is not given."""
-ENGINES = ("auto", "boto3", "fast")
 
 FIFO_GROUPS = 16
 """Default FIFO message groups; each task's group is picked by its body hash."""
 REDRIVE_CLOCK_SKEW_MS = 5000
 
 _BOTO_ERRORS = BOTO_ERRORS
-
-
-@dataclass(frozen=True)
-class SQSOptions:
-    """The validated ``from_url`` options (see the module docstring)."""
-
-    region: str | None = None
-    endpoint_url: str | None = None
-    profile: str | None = None
-    engine: str = DEFAULT_ENGINE
-    max_receives: int | None = None
-    allow_insecure_http: bool = False
-    create: bool = False
-    message_group_id: str | None = None
-    deduplication: str = "unique"
-    retry_mode: str = "standard"
-    max_attempts: int = 5
-    max_pool_connections: int = 32
-
-    @classmethod
-    def parse(cls, options: dict[str, Any]) -> SQSOptions:
-        """Check names and values; raise ConfigurationError naming the bad one."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown SQS option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        parsed = cls(**options)
-        parsed._check()
-        return parsed
-
-    def _check(self) -> None:
-        for name in ("region", "endpoint_url", "profile", "message_group_id"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigurationError(f"SQS option {name} must be a non-empty string, got {value!r}")
-        _check_choice("engine", self.engine, ENGINES)
-        _check_choice("deduplication", self.deduplication, ("unique", "content"))
-        _check_choice("retry_mode", self.retry_mode, ("standard", "adaptive", "legacy"))
-        _check_int("max_attempts", self.max_attempts, 1, 100)
-        _check_int("max_pool_connections", self.max_pool_connections, 1, 10_000)
-        if self.max_receives is not None:
-            _check_int("max_receives", self.max_receives, 1, 1000)
-        for name in ("allow_insecure_http", "create"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigurationError(f"SQS option {name} must be True or False")
-
-
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigurationError(f"SQS option {name}={value!r} must be one of {', '.join(choices)}")
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigurationError(f"SQS option {name}={value!r} must be an integer from {low} to {high}")
-
-
-@dataclass(frozen=True)
-class _Connection:
-    """Per-process state: the clients and the resolved queue URL."""
-
-    pid: int
-    settings: AwsSettings
-    client: Any
-    queue_url: str
-    pool_size: int
-    bulk_client: Any = None
-    """``client`` without parameter validation, for the bulk sender (made on first use)."""
 
 
 class SQSBackend(Backend):
@@ -193,10 +115,7 @@ class SQSBackend(Backend):
         self.options = options
         self._raw_options = dict(raw_options)
         self.address = parse_queue_url(url)
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._conn: _Connection | None = None
-        self._transports: tuple[int, Transport] | None = None  # (pid, this process's transport)
+        self._connections = QueueConnection(url, self.address, options)
         self._dlq_urls: dict[str, str] = {}
         self._memo = ReceivedMemo()
         self._nonce = uuid.uuid4().hex
@@ -226,126 +145,35 @@ class SQSBackend(Backend):
     @property
     def queue_url(self) -> str:
         """The full queue URL (looked up with GetQueueUrl on first use)."""
-        return self._connection().queue_url
+        return self._connections.clients().queue_url
 
     @property
     def client(self) -> Any:
         """This process's botocore SQS client."""
-        return self._connection().client
+        return self._connections.clients().client
 
     @property
     def target(self) -> AwsTarget:
         """Queue URL, endpoint, region and credentials for the fast upload engine."""
-        conn = self._connection()
-        return conn.settings.target(conn.queue_url, conn.client.meta.endpoint_url)
-
-    def _connection(self, pool_size: int = 0, bulk: bool = False) -> _Connection:
-        """This process's connection, with at least ``pool_size`` pooled connections
-        and, with ``bulk``, the bulk sender's client."""
-        if self._pid != os.getpid():  # forked: never share a client or a lock with the parent
-            self._lock = threading.Lock()
-            self._pid = os.getpid()
-            self._conn = None
-        conn = self._conn
-        if conn is not None and conn.pool_size >= pool_size and (conn.bulk_client is not None or not bulk):
-            return conn
-        with self._lock:
-            conn = self._conn
-            if conn is None or conn.pool_size < pool_size:
-                conn = self._connect(conn, pool_size)
-            if bulk and conn.bulk_client is None:
-                conn = replace(conn, bulk_client=_without_validation(conn.settings, conn.client))
-            self._conn = conn
-            return conn
-
-    def _connect(self, old: _Connection | None, pool_size: int) -> _Connection:
-        opts = self.options
-        settings = old.settings if old else self._settings()
-        size = max(pool_size, opts.max_pool_connections, old.pool_size if old else 0)
-        client = settings.create_client(
-            max_pool_connections=size, retry_mode=opts.retry_mode, max_attempts=opts.max_attempts
-        )
-        queue_url = old.queue_url if old else self._lookup_queue_url(client)
-        return _Connection(os.getpid(), settings, client, queue_url, size)
-
-    def _settings(self) -> AwsSettings:
-        opts = self.options
-        return resolve_settings(
-            self.url,
-            region=opts.region,
-            endpoint_url=opts.endpoint_url,
-            profile=opts.profile,
-            allow_insecure_http=opts.allow_insecure_http,
-        )
-
-    def _lookup_queue_url(self, client: Any) -> str:
-        name = self.address.name
-        if not self.options.create and self.address.queue_url is not None:
-            return self.address.queue_url
-        operation = "CreateQueue" if self.options.create else "GetQueueUrl"
-        try:
-            if self.options.create:
-                return ensure_queues(client, name, self.options.max_receives)[0]
-            return str(client.get_queue_url(QueueName=name)["QueueUrl"])
-        except _BOTO_ERRORS as e:
-            raise _translate(e, operation, name) from e
+        return self._connections.target()
 
     def _call(self, operation: str, queue_url: str | None = None, **params: Any) -> dict[str, Any]:
         """Run one SQS operation on this queue (or ``queue_url``) through this process's
         transport (:mod:`._sqs.transports`); errors come back as the package's."""
-        conn = self._connection()
-        return self._transport(conn).call(
-            operation, {"QueueUrl": queue_url or conn.queue_url, **params}, params.get("WaitTimeSeconds", 0)
-        )
+        url = queue_url or self._connections.clients().queue_url
+        wait = params.get("WaitTimeSeconds", 0)
+        return self._connections.transport().call(operation, {"QueueUrl": url, **params}, wait)
 
     @property
     def call_engine(self) -> str:
         """``"fast"`` or ``"boto3"``: what makes this process's receive, delete and
         change_lease calls (the :attr:`engine`, resolved once per process)."""
-        return self._transport(self._connection()).name
-
-    def _transport(self, conn: _Connection) -> Transport:
-        """This process's transport, built on first use for the resolved :attr:`engine`."""
-        pid = os.getpid()
-        current = self._transports
-        if current is not None and current[0] == pid:
-            return current[1]
-        boto3 = Boto3Transport(conn.client, self.address.name)
-        transport = open_transport(self.engine, boto3, lambda: self._new_fast_client(conn))
-        with self._lock:
-            current = self._transports
-            if current is not None and current[0] == pid:  # another thread was first
-                return current[1]
-            self._transports = (pid, transport)
-        return transport
-
-    def _fast_client(self, conn: _Connection) -> FastClient | None:
-        """This process's FastClient when the engine resolves to ``"fast"``, else None."""
-        transport = self._transport(conn)
-        fast = transport.fast if isinstance(transport, RoutedTransport) else None
-        return cast("FastClient", fast) if fast is not None else None
-
-    def _new_fast_client(self, conn: _Connection) -> FastClient:
-        from .sqs_fast import FastClient
-
-        return FastClient(
-            conn.settings.target(conn.queue_url, conn.client.meta.endpoint_url),
-            allow_insecure_http=self.options.allow_insecure_http,
-            max_attempts=self.options.max_attempts,
-        )
+        return self._connections.transport().name
 
     def close(self) -> None:
-        """Close the client's connections; a later call reconnects."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            transports, self._transports = self._transports, None
+        """Close this process's clients and connections; a later call reconnects."""
+        self._connections.close()
         self._memo.clear()
-        if conn is not None and conn.pid == os.getpid():
-            conn.client.close()
-            if conn.bulk_client is not None:
-                conn.bulk_client.close()
-        if transports is not None and transports[0] == os.getpid():
-            transports[1].close()
 
     # -- sending ------------------------------------------------------------------
 
@@ -389,7 +217,7 @@ class SQSBackend(Backend):
         if not bodies:
             return []
         entries = self.build_entries(bodies, delay_seconds)
-        conn = self._connection(bulk=bulk)
+        conn = self._connections.clients(bulk=bulk)
         try:
             client = conn.bulk_client if bulk else conn.client
             response = client.send_message_batch(QueueUrl=conn.queue_url, Entries=entries)
@@ -409,15 +237,13 @@ class SQSBackend(Backend):
                 fifo_ids=self.fifo_ids if self.fifo else None,
             )
         threads = concurrency or self.capabilities.upload_concurrency
-        self._connection(pool_size=threads, bulk=True)
+        self._connections.clients(pool_size=threads, bulk=True)
         return ThreadSender(cast(Backend, _BulkSend(self)), threads)
 
     @property
     def engine(self) -> str:
         """The upload engine in use: the ``engine`` option with ``"auto"`` resolved."""
-        if self.options.engine != "auto":
-            return self.options.engine
-        return resolve_engine(self.options.engine, self.target.endpoint_url)
+        return self._connections.engine
 
     # -- leasing ------------------------------------------------------------------
 
@@ -521,7 +347,7 @@ class SQSBackend(Backend):
         messages are received and deleted instead (messages leased elsewhere are left
         to the running purge). SQS may still delete messages sent in the 60 s after a
         purge."""
-        conn = self._connection()
+        conn = self._connections.clients()
         try:
             conn.client.purge_queue(QueueUrl=conn.queue_url)
         except botocore.exceptions.ClientError as e:
@@ -563,7 +389,7 @@ class SQSBackend(Backend):
         parts = arn.split(":")
         if len(parts) != 6:
             raise BackendError(f"unexpected dead-letter queue ARN {arn!r}", queue=self.address.name)
-        client = self._connection().client
+        client = self._connections.clients().client
         try:
             url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
         except _BOTO_ERRORS as e:
@@ -691,19 +517,6 @@ class _BulkSend:
         return self._backend._send(bodies, delay_seconds, bulk=True)
 
 
-def _without_validation(settings: AwsSettings, client: Any) -> Any:
-    """A client configured like ``client`` (same session, region and endpoint) but
-    with ``parameter_validation=False``."""
-    from botocore.config import Config
-
-    return settings.session.create_client(
-        "sqs",
-        region_name=client.meta.region_name,
-        endpoint_url=client.meta.endpoint_url,
-        config=client.meta.config.merge(Config(parameter_validation=False)),
-    )
-
-
 # -- queue creation -----------------------------------------------------------------
 
 
@@ -721,7 +534,7 @@ def ensure_queue_pair(
 
     ``name`` may also be an SQS URL. Returns ``(queue_url, dlq_url)``; safe to repeat.
     """
-    _check_int("max_receives", max_receives, 1, 1000)
+    check_int("max_receives", max_receives, 1, 1000)
     settings = resolve_settings(
         name if "://" in name else f"sqs://{name}",
         region=region,

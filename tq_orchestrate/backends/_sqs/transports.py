@@ -61,13 +61,14 @@ class Boto3Transport(Transport):
 
     name = "boto3"
 
-    def __init__(self, client: Any, queue: str) -> None:
+    def __init__(self, client: Callable[[], Any], queue: str) -> None:
         self.client = client
+        """Returns the current client (it is remade for a larger connection pool)."""
         self.queue = queue
 
     def call(self, operation: str, params: dict[str, Any], wait_seconds: float = 0) -> dict[str, Any]:
         """One client method call, botocore errors translated (see :func:`translate`)."""
-        method = getattr(self.client, snake(operation))
+        method = getattr(self.client(), snake(operation))
         try:
             result: dict[str, Any] = method(**params)
         except BOTO_ERRORS as e:
