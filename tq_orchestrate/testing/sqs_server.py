@@ -52,6 +52,10 @@ __all__ = ["FaultStats", "Faults", "SqsStandIn", "main"]
 T = TypeVar("T")
 
 _POLL_SECONDS = 0.02
+_BACKLOG = 1024
+"""Pending connections the listening socket holds. asyncio's default (100) overflows when a
+fast-engine client opens its 256 connections while the server is busy: the kernel drops the
+SYNs and the client waits a 1 s retransmit, which halved short benchmark runs at random."""
 
 
 class SqsStandIn:
@@ -105,8 +109,8 @@ class SqsStandIn:
         self._loop = asyncio.get_running_loop()
         self._due.clear()  # responses of a former run, and its loop's timer
         self._due_timer = None
-        self._server = await self._loop.create_server(
-            lambda: _HttpConnection(self), self.host, self.port, ssl=self.ssl_context
+        self._server = await self._loop.create_server(  # clients open hundreds of connections at once
+            lambda: _HttpConnection(self), self.host, self.port, ssl=self.ssl_context, backlog=_BACKLOG
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._state.endpoint_url = self.endpoint_url
