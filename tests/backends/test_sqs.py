@@ -299,7 +299,7 @@ def test_send_batch_with_delay(stubbed: tuple[SQSBackend, Stubber]) -> None:
 
 def bulk_client(backend: SQSBackend) -> Any:
     """The client the boto3 engine's bulk sender sends with (made by open_sender)."""
-    return backend._connection(bulk=True).bulk_client
+    return backend._connections.clients(bulk=True).bulk_client
 
 
 def send_through(sender: Any, bodies: list[str]) -> SendOutcome:
@@ -331,7 +331,7 @@ def test_bulk_sender_client_is_the_main_one_without_parameter_validation(aws_env
     assert bulk_client(backend) is not bulk  # a larger pool: both clients are remade
     assert bulk_client(backend).meta.config.max_pool_connections == 100
     backend.close()
-    assert backend._conn is None
+    assert backend._connections._clients is None
 
 
 def test_bulk_sender_reports_refused_unmentioned_and_corrupted_entries(aws_env: object) -> None:

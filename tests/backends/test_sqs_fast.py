@@ -20,8 +20,9 @@ import pytest
 from tests.sqs_fixtures import set_loopback_aws_env
 from tq_orchestrate.backends._aws import AwsTarget, resolve_settings
 from tq_orchestrate.backends._http11 import HttpResponse
+from tq_orchestrate.backends._sqs.protocol import batch_failures
 from tq_orchestrate.backends.base import EntryFailure, SendOutcome
-from tq_orchestrate.backends.sqs_fast import FastSender, parse_batch_response, sqs_error
+from tq_orchestrate.backends.sqs_fast import FastSender, sqs_error
 from tq_orchestrate.errors import BackendError, ConfigurationError
 from tq_orchestrate.testing import Faults, SqsStandIn
 from tq_orchestrate.testing.sqs_state import md5_hex
@@ -379,14 +380,14 @@ def test_parse_reports_missing_and_sender_faults() -> None:
         ],
         "Failed": [{"Id": "1", "Code": "InvalidMessageContents", "Message": "no", "SenderFault": True}],
     }
-    assert parse_batch_response(json.dumps(response).encode(), bodies) == [
+    assert batch_failures(json.loads(json.dumps(response)), bodies) == [
         EntryFailure(1, "InvalidMessageContents", "no", retryable=False),
         EntryFailure(2, "MissingFromResponse", "the response does not list this entry", retryable=True),
     ]
 
 
 def test_empty_response_means_nothing_was_sent() -> None:
-    failures = parse_batch_response(b"{}", ["a", "b"])
+    failures = batch_failures({}, ["a", "b"])
     assert [f.index for f in failures] == [0, 1]
     assert all(f.retryable for f in failures)
 

@@ -26,8 +26,9 @@ from tests.sqs_fixtures import (  # noqa: F401 - fixtures used by name
 )
 from tq_orchestrate.backends import _http11
 from tq_orchestrate.backends._http11 import HttpResponse
+from tq_orchestrate.backends._sqs.protocol import ErrorReply
 from tq_orchestrate.backends.sqs import SQSBackend
-from tq_orchestrate.backends.sqs_fast import FastClient, botocore_error
+from tq_orchestrate.backends.sqs_fast import FastClient
 from tq_orchestrate.errors import BackendError, LeaseLostError, QueueNotFoundError
 from tq_orchestrate.testing import Faults, SqsStandIn
 from tq_orchestrate.testing.sqs_state import Reply
@@ -284,23 +285,23 @@ def test_transient_errors_are_retried_up_to_max_attempts(standin: SqsStandIn) ->
     backend.close()
 
 
-def test_botocore_error_fields() -> None:
+def test_error_reply_fields() -> None:
     response = HttpResponse(
         400,
         {"x-amzn-query-error": "AWS.SimpleQueueService.NonExistentQueue;Sender", "x-amzn-requestid": "r1"},
         b'{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"gone"}',
     )
-    error = botocore_error(response)
-    assert error["Error"] == {
-        "Code": "AWS.SimpleQueueService.NonExistentQueue",
-        "QueryErrorCode": "QueueDoesNotExist",
-        "Type": "Sender",
-        "Message": "gone",
-    }
-    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert error["ResponseMetadata"]["RequestId"] == "r1"
-    plain = botocore_error(HttpResponse(503, {}, b"<html>busy</html>"))
-    assert plain["Error"]["Code"] == "503"
+    error = ErrorReply.from_json(response.status, response.headers, response.body)
+    assert (error.code, error.query_code, error.fault, error.message) == (
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "Sender",
+        "gone",
+    )
+    assert error.status == 400
+    assert error.request_id == "r1"
+    plain = ErrorReply.from_json(503, {}, b"<html>busy</html>")
+    assert plain.code == "503"
 
 
 # -- connections ------------------------------------------------------------------------
@@ -314,7 +315,7 @@ def test_reconnects_when_the_server_closes_connections(aws_env: Path) -> None:
         for m in got:
             backend.change_lease(m.handle, 60)
         assert backend.delete([m.handle for m in got]) == 30
-        fast = backend._fast_client(backend._connection())
+        fast = backend._connections.fast_client()
         assert fast is not None and fast.connections_opened >= 10
         backend.close()
 
@@ -334,7 +335,7 @@ def test_resends_on_an_idle_connection_the_server_dropped(
             time.sleep(0.05)
         assert server.stats.closed > closed
         assert len(drain(backend, 1)) == 1
-        fast = backend._fast_client(backend._connection())
+        fast = backend._connections.fast_client()
         assert fast is not None and fast.connections_opened == 2
         backend.close()
 
@@ -378,7 +379,7 @@ def test_threads_share_one_backend(standin: SqsStandIn) -> None:
         t.join(60)
     assert errors == []
     assert len(seen) == len(set(seen)) == 200
-    fast = backend._fast_client(backend._connection())
+    fast = backend._connections.fast_client()
     assert fast is not None and fast.connections_opened <= 7
     backend.close()
 
@@ -407,7 +408,7 @@ def test_fork_child_opens_its_own_connections(standin: SqsStandIn) -> None:
     assert backend.delete([m.handle for m in first]) == 10  # the parent's connection still works
     assert backend.receive(10, 60) == []
     assert standin.stats.connections == opened + 1
-    fast = backend._fast_client(backend._connection())
+    fast = backend._connections.fast_client()
     assert fast is not None and fast.connections_opened == 1
     backend.close()
 
@@ -416,7 +417,7 @@ def test_credentials_are_fetched_for_every_request(
     standin: SqsStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = open_backend(standin.endpoint_url, engine="fast")
-    fast = backend._fast_client(backend._connection())
+    fast = backend._connections.fast_client()
     assert fast is not None
     fetched = []
     original = fast._credentials
@@ -436,7 +437,7 @@ def test_credentials_are_fetched_for_every_request(
 def test_a_thread_that_ends_closes_its_connection(standin: SqsStandIn) -> None:
     backend = open_backend(standin.endpoint_url, engine="fast")
     fill(backend, 5)
-    fast = backend._fast_client(backend._connection())
+    fast = backend._connections.fast_client()
     assert fast is not None
     for _ in range(5):  # e.g. one heartbeat thread per poll: connections must not pile up
         thread = threading.Thread(target=lambda: backend.receive(1, 60))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+import tq_orchestrate
 from tests.backends.test_sqs_contract import SQSContract
 from tests.sqs_fixtures import fixture_aws_env, fixture_clean_aws_env  # noqa: F401 - fixtures used by name
 from tq_orchestrate.backends.sqs import SQSBackend
@@ -277,3 +279,20 @@ class TestStandInContract(SQSContract):
         assert b.call_engine == "fast"  # engine="auto": receive, delete and change_lease skip botocore
         yield b
         b.close()
+
+
+def test_the_runtime_core_never_imports_the_stand_in() -> None:
+    """tq_orchestrate.testing is an optional part: no module outside it imports it."""
+    package = Path(tq_orchestrate.__file__).parent
+    importers = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "testing" not in path.relative_to(package).parts
+        and re.search(r"^\s*(from|import)\s+(tq_orchestrate\.testing|\.+testing)\b", path.read_text(), re.M)
+    ]
+    assert importers == []
+    code = (
+        "import sys, tq_orchestrate, tq_orchestrate.backends.sqs, tq_orchestrate.backends.sqs_fast\n"
+        "assert not [m for m in sys.modules if m.startswith('tq_orchestrate.testing')]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_REGION",
-    "RETRYABLE_ERROR_CODES",
     "AwsSettings",
     "AwsTarget",
     "QueueAddress",
@@ -58,29 +57,6 @@ __all__ = [
     "resolve_settings",
     "secret_file_candidates",
 ]
-
-RETRYABLE_ERROR_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "AWS.SimpleQueueService.RequestThrottled",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "KmsThrottled",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "RequestExpired",
-        "ExpiredToken",
-    }
-)
-"""AWS error codes after which the same call, signed again, may succeed (besides any 5xx)."""
 
 DEFAULT_REGION = "us-east-1"
 """python-task-queue's region when nothing else names one."""

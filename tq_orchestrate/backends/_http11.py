@@ -358,6 +358,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         pool = self._pool
         job, self._job = self._job, None
+        if self._transport is not None:  # Python 3.10's TLS transport is not closed by a lost connection
+            self._transport.close()
         self._transport = None
         pool._lost(self)
         if job is None:

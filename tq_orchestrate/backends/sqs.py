@@ -44,141 +44,51 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
-import math
 import os
-import sys
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import botocore.exceptions
-from botocore.parsers import ResponseParserError
 
-from ..errors import BackendError, ConfigurationError, LeaseLostError, QueueNotFoundError, TaskQueueError
-from ._aws import (
-    RETRYABLE_ERROR_CODES,
-    AwsSettings,
-    AwsTarget,
-    check_endpoint,
-    parse_queue_url,
-    resolve_settings,
+from ..errors import BackendError, ConfigurationError, LeaseLostError
+from ._aws import AwsTarget, check_endpoint, parse_queue_url, resolve_settings
+from ._sqs import protocol
+from ._sqs.connection import QueueConnection
+from ._sqs.dead_letters import (
+    ATTRIBUTES,
+    ReceivedMemo,
+    dead_letter_attributes,
+    dead_letter_from,
+    ensure_queues,
+    redrive_policy,
+    sent_after,
+    sent_at_ms,
 )
+from ._sqs.options import DEFAULT_ENGINE, ENGINES, SQSOptions, check_int
+from ._sqs.protocol import MAX_BATCH, MAX_DELAY_SECONDS, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
+from ._sqs.transports import (
+    BOTO_ERRORS,
+    error_codes,
+)
+from ._sqs.transports import translate as _translate
 from .base import Backend, BatchSender, Capabilities, Counts, DeadLetter, EntryFailure, Message, ThreadSender
 
 if TYPE_CHECKING:
-    from .sqs_fast import FastClient
+    pass
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "SQSBackend", "SQSOptions", "ensure_queue_pair"]
 
-DEFAULT_ENGINE = "auto"
-"""The upload engine used when the ``engine`` option is not given."""
-ENGINES = ("auto", "boto3", "fast")
 
-MAX_BATCH = 10
-MAX_LEASE_SECONDS = 43200
-MAX_DELAY_SECONDS = 900
-MAX_WAIT_SECONDS = 20
 FIFO_GROUPS = 16
 """Default FIFO message groups; each task's group is picked by its body hash."""
-DLQ_SUFFIX = "-dlq"
-DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 REDRIVE_CLOCK_SKEW_MS = 5000
-ERROR_ATTRIBUTE = "tq_error"
-RECEIVES_ATTRIBUTE = "tq_receive_count"
-MESSAGE_ID_ATTRIBUTE = "tq_message_id"
-_ATTRIBUTES = [ERROR_ATTRIBUTE, RECEIVES_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE]
 
-_NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"})
-_LEASE_LOST = frozenset(
-    {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
-)
-_PURGE_BUSY = frozenset({"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"})
-_THROTTLED = RETRYABLE_ERROR_CODES
-_BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
-_FAST_OPERATIONS = frozenset({"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibility"})
-"""Operations the fast engine makes without botocore (the worker's hot path)."""
-_MEMO_MAX_MESSAGES = 1024
-_ERRORS_MAX = 10_000
-ERROR_MAX_CHARS = 4096
-_MEMO_MAX_CHARS = 32 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class SQSOptions:
-    """The validated ``from_url`` options (see the module docstring)."""
-
-    region: str | None = None
-    endpoint_url: str | None = None
-    profile: str | None = None
-    engine: str = DEFAULT_ENGINE
-    max_receives: int | None = None
-    allow_insecure_http: bool = False
-    create: bool = False
-    message_group_id: str | None = None
-    deduplication: str = "unique"
-    retry_mode: str = "standard"
-    max_attempts: int = 5
-    max_pool_connections: int = 32
-
-    @classmethod
-    def parse(cls, options: dict[str, Any]) -> SQSOptions:
-        """Check names and values; raise ConfigurationError naming the bad one."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown SQS option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        parsed = cls(**options)
-        parsed._check()
-        return parsed
-
-    def _check(self) -> None:
-        for name in ("region", "endpoint_url", "profile", "message_group_id"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigurationError(f"SQS option {name} must be a non-empty string, got {value!r}")
-        _check_choice("engine", self.engine, ENGINES)
-        _check_choice("deduplication", self.deduplication, ("unique", "content"))
-        _check_choice("retry_mode", self.retry_mode, ("standard", "adaptive", "legacy"))
-        _check_int("max_attempts", self.max_attempts, 1, 100)
-        _check_int("max_pool_connections", self.max_pool_connections, 1, 10_000)
-        if self.max_receives is not None:
-            _check_int("max_receives", self.max_receives, 1, 1000)
-        for name in ("allow_insecure_http", "create"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigurationError(f"SQS option {name} must be True or False")
-
-
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigurationError(f"SQS option {name}={value!r} must be one of {', '.join(choices)}")
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigurationError(f"SQS option {name}={value!r} must be an integer from {low} to {high}")
-
-
-@dataclass(frozen=True)
-class _Connection:
-    """Per-process state: the clients and the resolved queue URL."""
-
-    pid: int
-    settings: AwsSettings
-    client: Any
-    queue_url: str
-    pool_size: int
-    bulk_client: Any = None
-    """``client`` without parameter validation, for the bulk sender (made on first use)."""
+_BOTO_ERRORS = BOTO_ERRORS
 
 
 class SQSBackend(Backend):
@@ -205,14 +115,9 @@ class SQSBackend(Backend):
         self.options = options
         self._raw_options = dict(raw_options)
         self.address = parse_queue_url(url)
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._conn: _Connection | None = None
-        self._fast: tuple[int, FastClient | None] | None = None  # (pid, client or None for boto3)
+        self._connections = QueueConnection(url, self.address, options)
         self._dlq_urls: dict[str, str] = {}
-        self._memo: OrderedDict[str, Message] = OrderedDict()
-        self._memo_chars = 0
-        self._errors: OrderedDict[str, str] = OrderedDict()
+        self._memo = ReceivedMemo()
         self._nonce = uuid.uuid4().hex
         self._sequence = itertools.count()
 
@@ -240,136 +145,35 @@ class SQSBackend(Backend):
     @property
     def queue_url(self) -> str:
         """The full queue URL (looked up with GetQueueUrl on first use)."""
-        return self._connection().queue_url
+        return self._connections.clients().queue_url
 
     @property
     def client(self) -> Any:
         """This process's botocore SQS client."""
-        return self._connection().client
+        return self._connections.clients().client
 
     @property
     def target(self) -> AwsTarget:
         """Queue URL, endpoint, region and credentials for the fast upload engine."""
-        conn = self._connection()
-        return conn.settings.target(conn.queue_url, conn.client.meta.endpoint_url)
-
-    def _connection(self, pool_size: int = 0, bulk: bool = False) -> _Connection:
-        """This process's connection, with at least ``pool_size`` pooled connections
-        and, with ``bulk``, the bulk sender's client."""
-        if self._pid != os.getpid():  # forked: never share a client or a lock with the parent
-            self._lock = threading.Lock()
-            self._pid = os.getpid()
-            self._conn = None
-        conn = self._conn
-        if conn is not None and conn.pool_size >= pool_size and (conn.bulk_client is not None or not bulk):
-            return conn
-        with self._lock:
-            conn = self._conn
-            if conn is None or conn.pool_size < pool_size:
-                conn = self._connect(conn, pool_size)
-            if bulk and conn.bulk_client is None:
-                conn = replace(conn, bulk_client=_without_validation(conn.settings, conn.client))
-            self._conn = conn
-            return conn
-
-    def _connect(self, old: _Connection | None, pool_size: int) -> _Connection:
-        opts = self.options
-        settings = old.settings if old else self._settings()
-        size = max(pool_size, opts.max_pool_connections, old.pool_size if old else 0)
-        client = settings.create_client(
-            max_pool_connections=size, retry_mode=opts.retry_mode, max_attempts=opts.max_attempts
-        )
-        queue_url = old.queue_url if old else self._lookup_queue_url(client)
-        return _Connection(os.getpid(), settings, client, queue_url, size)
-
-    def _settings(self) -> AwsSettings:
-        opts = self.options
-        return resolve_settings(
-            self.url,
-            region=opts.region,
-            endpoint_url=opts.endpoint_url,
-            profile=opts.profile,
-            allow_insecure_http=opts.allow_insecure_http,
-        )
-
-    def _lookup_queue_url(self, client: Any) -> str:
-        name = self.address.name
-        if not self.options.create and self.address.queue_url is not None:
-            return self.address.queue_url
-        operation = "CreateQueue" if self.options.create else "GetQueueUrl"
-        try:
-            if self.options.create:
-                return _ensure_queues(client, name, self.options.max_receives)[0]
-            return str(client.get_queue_url(QueueName=name)["QueueUrl"])
-        except _BOTO_ERRORS as e:
-            raise _translate(e, operation, name) from e
+        return self._connections.target()
 
     def _call(self, operation: str, queue_url: str | None = None, **params: Any) -> dict[str, Any]:
-        """Run one SQS operation on this queue (or ``queue_url``), translating errors.
-
-        With the fast engine the worker's operations (``_FAST_OPERATIONS``) skip
-        botocore: same parameters, same result dictionaries, same errors.
-        """
-        conn = self._connection()
-        if operation in _FAST_OPERATIONS:
-            fast = self._fast_client(conn)
-            if fast is not None:
-                try:
-                    return fast.call(
-                        operation,
-                        {"QueueUrl": queue_url or conn.queue_url, **params},
-                        wait_seconds=params.get("WaitTimeSeconds", 0),
-                    )
-                except _BOTO_ERRORS as e:
-                    raise _translate(e, operation, self.address.name) from e
-        method = getattr(conn.client, _snake(operation))
-        try:
-            result: dict[str, Any] = method(QueueUrl=queue_url or conn.queue_url, **params)
-        except _BOTO_ERRORS as e:
-            raise _translate(e, operation, self.address.name) from e
-        return result
+        """Run one SQS operation on this queue (or ``queue_url``) through this process's
+        transport (:mod:`._sqs.transports`); errors come back as the package's."""
+        url = queue_url or self._connections.clients().queue_url
+        wait = params.get("WaitTimeSeconds", 0)
+        return self._connections.transport().call(operation, {"QueueUrl": url, **params}, wait)
 
     @property
     def call_engine(self) -> str:
         """``"fast"`` or ``"boto3"``: what makes this process's receive, delete and
         change_lease calls (the :attr:`engine`, resolved once per process)."""
-        return "boto3" if self._fast_client(self._connection()) is None else "fast"
-
-    def _fast_client(self, conn: _Connection) -> FastClient | None:
-        """This process's FastClient when the engine resolves to ``"fast"``, else None."""
-        pid = os.getpid()
-        fast = self._fast
-        if fast is not None and fast[0] == pid:
-            return fast[1]
-        client = None
-        if self.engine == "fast":
-            from .sqs_fast import FastClient
-
-            client = FastClient(
-                conn.settings.target(conn.queue_url, conn.client.meta.endpoint_url),
-                allow_insecure_http=self.options.allow_insecure_http,
-                max_attempts=self.options.max_attempts,
-            )
-        with self._lock:
-            fast = self._fast
-            if fast is not None and fast[0] == pid:  # another thread was first
-                return fast[1]
-            self._fast = (pid, client)
-        return client
+        return self._connections.transport().name
 
     def close(self) -> None:
-        """Close the client's connections; a later call reconnects."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            fast, self._fast = self._fast, None
-            self._memo.clear()
-            self._memo_chars = 0
-        if conn is not None and conn.pid == os.getpid():
-            conn.client.close()
-            if conn.bulk_client is not None:
-                conn.bulk_client.close()
-        if fast is not None and fast[1] is not None and fast[0] == os.getpid():
-            fast[1].close()
+        """Close this process's clients and connections; a later call reconnects."""
+        self._connections.close()
+        self._memo.clear()
 
     # -- sending ------------------------------------------------------------------
 
@@ -386,29 +190,9 @@ class SQSBackend(Backend):
         within SQS's 5-minute window (including resends after a lost reply) are
         stored once. FIFO queues refuse per-message delays.
         """
-        if len(bodies) > MAX_BATCH:
-            raise ConfigurationError(f"SQS batches hold at most {MAX_BATCH} messages, got {len(bodies)}")
-        for index, body in enumerate(bodies):
-            if not isinstance(body, str):
-                raise BackendError(
-                    f"SendMessageBatch: message body {index} is {type(body).__name__}, not str",
-                    queue=self.address.name,
-                )
-        delay = _delay(delay_seconds)
-        if not self.fifo:
-            return [{"Id": str(i), "MessageBody": b, "DelaySeconds": delay} for i, b in enumerate(bodies)]
-        if delay:
-            raise ConfigurationError(
-                f"FIFO queue {self.address.name!r} does not accept per-message delay_seconds "
-                f"(got {delay_seconds}); set the queue's DelaySeconds attribute instead"
-            )
-        entries = []
-        for i, body in enumerate(bodies):
-            group, dedup = self.fifo_ids(body)
-            entries.append(
-                {"Id": str(i), "MessageBody": body, "MessageGroupId": group, "MessageDeduplicationId": dedup}
-            )
-        return entries
+        return protocol.send_entries(
+            bodies, delay_seconds, fifo_ids=self.fifo_ids if self.fifo else None, queue=self.address.name
+        )
 
     def fifo_ids(self, body: str) -> tuple[str, str]:
         """``(MessageGroupId, MessageDeduplicationId)`` for one body of a FIFO queue.
@@ -433,13 +217,13 @@ class SQSBackend(Backend):
         if not bodies:
             return []
         entries = self.build_entries(bodies, delay_seconds)
-        conn = self._connection(bulk=bulk)
+        conn = self._connections.clients(bulk=bulk)
         try:
             client = conn.bulk_client if bulk else conn.client
             response = client.send_message_batch(QueueUrl=conn.queue_url, Entries=entries)
         except _BOTO_ERRORS as e:
             raise _translate(e, "SendMessageBatch", self.address.name) from e
-        return _batch_failures(response, bodies)
+        return protocol.batch_failures(response, bodies)
 
     def open_sender(self, concurrency: int | None = None) -> BatchSender:
         """The bulk upload engine chosen by the ``engine`` option (see the module docstring)."""
@@ -453,22 +237,13 @@ class SQSBackend(Backend):
                 fifo_ids=self.fifo_ids if self.fifo else None,
             )
         threads = concurrency or self.capabilities.upload_concurrency
-        self._connection(pool_size=threads, bulk=True)
+        self._connections.clients(pool_size=threads, bulk=True)
         return ThreadSender(cast(Backend, _BulkSend(self)), threads)
 
     @property
     def engine(self) -> str:
         """The upload engine in use: the ``engine`` option with ``"auto"`` resolved."""
-        if self.options.engine != "auto":
-            return self.options.engine
-        from .sqs_fast import proxy_for
-
-        if proxy_for(self.target.endpoint_url):
-            log.info("an HTTP proxy applies to %s: uploading with boto3", self.target.endpoint_url)
-            return "boto3"
-        if _moto_mock_active():  # moto's in-process mock intercepts botocore only
-            return "boto3"
-        return "fast"
+        return self._connections.engine
 
     # -- leasing ------------------------------------------------------------------
 
@@ -487,7 +262,7 @@ class SQSBackend(Backend):
         raw = self._receive_raw(max_messages, lease_seconds, wait_seconds, queue_url)
         messages = [_message(m) for m in raw]
         if queue_url is None:
-            self._remember(messages)
+            self._memo.remember(messages)
         return messages
 
     def _receive_raw(
@@ -497,12 +272,12 @@ class SQSBackend(Backend):
             "ReceiveMessage",
             queue_url,
             MaxNumberOfMessages=min(MAX_BATCH, max(1, int(max_messages))),
-            VisibilityTimeout=_lease(lease_seconds),
-            WaitTimeSeconds=min(MAX_WAIT_SECONDS, max(0, math.ceil(wait_seconds))),
+            VisibilityTimeout=protocol.lease_seconds(lease_seconds),
+            WaitTimeSeconds=protocol.wait_seconds(wait_seconds),
             MessageSystemAttributeNames=_SYSTEM_ATTRIBUTES,
             # the older name too: some emulators (local-aws-sqs) only honour this one
             AttributeNames=_SYSTEM_ATTRIBUTES,
-            MessageAttributeNames=_ATTRIBUTES,
+            MessageAttributeNames=ATTRIBUTES,
         )
         return [m for m in response.get("Messages", []) if _body_intact(m, self.address.name)]
 
@@ -516,7 +291,7 @@ class SQSBackend(Backend):
     def _delete_chunk(self, handles: list[str], queue_url: str | None = None) -> int:
         entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
         response = self._call("DeleteMessageBatch", queue_url, Entries=entries)
-        self._forget(handles)
+        self._memo.forget(handles)
         failed = response.get("Failed", [])
         server_side = [f for f in failed if not f.get("SenderFault", False)]
         if server_side:
@@ -531,7 +306,11 @@ class SQSBackend(Backend):
 
     def change_lease(self, handle: str, lease_seconds: float) -> None:
         """ChangeMessageVisibility (capped at 12 h); a dead handle raises LeaseLostError."""
-        self._call("ChangeMessageVisibility", ReceiptHandle=handle, VisibilityTimeout=_lease(lease_seconds))
+        self._call(
+            "ChangeMessageVisibility",
+            ReceiptHandle=handle,
+            VisibilityTimeout=protocol.lease_seconds(lease_seconds),
+        )
 
     def release_all(self) -> int:
         """Refused: SQS cannot list or reach messages leased by other consumers."""
@@ -568,19 +347,17 @@ class SQSBackend(Backend):
         messages are received and deleted instead (messages leased elsewhere are left
         to the running purge). SQS may still delete messages sent in the 60 s after a
         purge."""
-        conn = self._connection()
+        conn = self._connections.clients()
         try:
             conn.client.purge_queue(QueueUrl=conn.queue_url)
         except botocore.exceptions.ClientError as e:
-            if _codes(e) & _PURGE_BUSY:
+            if error_codes(e) & protocol.PURGE_BUSY_CODES:
                 self._drain(None)
                 return
             raise _translate(e, "PurgeQueue", self.address.name) from e
         except _BOTO_ERRORS as e:
             raise _translate(e, "PurgeQueue", self.address.name) from e
-        with self._lock:
-            self._memo.clear()
-            self._memo_chars = 0
+        self._memo.clear()
 
     def _drain(self, queue_url: str | None) -> int:
         """Receive and delete until a long poll comes back empty; return how many."""
@@ -598,22 +375,21 @@ class SQSBackend(Backend):
         if attributes is None:
             response = self._call("GetQueueAttributes", AttributeNames=["RedrivePolicy"])
             attributes = self._attributes(response)
-        policy = attributes.get("RedrivePolicy")
-        if not policy:
+        policy = redrive_policy(attributes)
+        if policy is None:
             return None
-        parsed = json.loads(policy)
-        arn = str(parsed["deadLetterTargetArn"])
+        arn, max_receives = policy
         url = self._dlq_urls.get(arn)
         if url is None:
             url = self._queue_url_from_arn(arn)
             self._dlq_urls[arn] = url
-        return url, int(parsed.get("maxReceiveCount", 0))
+        return url, max_receives
 
     def _queue_url_from_arn(self, arn: str) -> str:
         parts = arn.split(":")
         if len(parts) != 6:
             raise BackendError(f"unexpected dead-letter queue ARN {arn!r}", queue=self.address.name)
-        client = self._connection().client
+        client = self._connections.clients().client
         try:
             url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
         except _BOTO_ERRORS as e:
@@ -637,19 +413,14 @@ class SQSBackend(Backend):
         receive count and the original message id travel as message attributes.
         """
         dlq = self._require_dlq("dead-letter messages")[0]
-        with self._lock:
-            message = self._memo.get(handle)
+        message = self._memo.get(handle)
         if message is None:
             raise LeaseLostError(
                 "dead_letter needs a handle received by this backend in this process "
                 "(unknown, already deleted, or forgotten)",
                 queue=self.address.name,
             )
-        attributes = {
-            ERROR_ATTRIBUTE: {"DataType": "String", "StringValue": error[:ERROR_MAX_CHARS] or "error"},
-            RECEIVES_ATTRIBUTE: {"DataType": "Number", "StringValue": str(message.receive_count)},
-            MESSAGE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": message.message_id},
-        }
+        attributes = dead_letter_attributes(message, error)
         params: dict[str, Any] = {"MessageBody": message.body, "MessageAttributes": attributes}
         if dlq.endswith(".fifo"):
             params.update(self.build_entries([message.body])[0])
@@ -664,14 +435,7 @@ class SQSBackend(Backend):
         :meth:`dead_letters` of this backend shows the last error recorded here.
         Use :meth:`dead_letter` to move a message together with its error.
         """
-        with self._lock:
-            message = self._memo.get(handle)
-            if message is None:
-                return
-            self._errors[message.message_id] = error[:ERROR_MAX_CHARS]
-            self._errors.move_to_end(message.message_id)
-            while len(self._errors) > _ERRORS_MAX:
-                self._errors.popitem(last=False)
+        self._memo.record_error(handle, error)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Peek at up to ``limit`` dead letters, oldest first.
@@ -689,10 +453,9 @@ class SQSBackend(Backend):
             if not fresh:
                 break
         self._release_raw(list(seen.values()), dlq)
-        ordered = sorted(seen.values(), key=lambda m: int(m.get("Attributes", {}).get("SentTimestamp", 0)))
-        with self._lock:
-            errors = dict(self._errors)
-        return [_dead_letter(m, errors, max_receives) for m in ordered[:limit]]
+        ordered = sorted(seen.values(), key=sent_at_ms)
+        errors = self._memo.errors()
+        return [dead_letter_from(m, errors, max_receives) for m in ordered[:limit]]
 
     def _release_raw(self, raw: list[dict[str, Any]], queue_url: str) -> None:
         for start in range(0, len(raw), MAX_BATCH):
@@ -715,8 +478,7 @@ class SQSBackend(Backend):
         moved = 0
         while True:
             raw = self._receive_raw(MAX_BATCH, 60, self.scan_wait_seconds, dlq)
-            old = [m for m in raw if int(m.get("Attributes", {}).get("SentTimestamp", 0)) <= cutoff_ms]
-            new = [m for m in raw if int(m.get("Attributes", {}).get("SentTimestamp", 0)) > cutoff_ms]
+            old, new = sent_after(raw, cutoff_ms)
             if new:
                 self._release_raw(new, dlq)
             if not old:
@@ -739,24 +501,6 @@ class SQSBackend(Backend):
             )
         return len(sent)
 
-    # -- memo of received bodies (for dead_letter) ---------------------------------
-
-    def _remember(self, messages: list[Message]) -> None:
-        with self._lock:
-            for m in messages:
-                self._memo[m.handle] = m
-                self._memo_chars += len(m.body)
-            while self._memo and (len(self._memo) > _MEMO_MAX_MESSAGES or self._memo_chars > _MEMO_MAX_CHARS):
-                _, old = self._memo.popitem(last=False)
-                self._memo_chars -= len(old.body)
-
-    def _forget(self, handles: Sequence[str]) -> None:
-        with self._lock:
-            for handle in handles:
-                old = self._memo.pop(handle, None)
-                if old is not None:
-                    self._memo_chars -= len(old.body)
-
 
 def _rebuild(url: str, options: dict[str, Any]) -> SQSBackend:
     return SQSBackend.from_url(url, **options)
@@ -771,19 +515,6 @@ class _BulkSend:
 
     def send_batch(self, bodies: Sequence[str], delay_seconds: float = 0) -> list[EntryFailure]:
         return self._backend._send(bodies, delay_seconds, bulk=True)
-
-
-def _without_validation(settings: AwsSettings, client: Any) -> Any:
-    """A client configured like ``client`` (same session, region and endpoint) but
-    with ``parameter_validation=False``."""
-    from botocore.config import Config
-
-    return settings.session.create_client(
-        "sqs",
-        region_name=client.meta.region_name,
-        endpoint_url=client.meta.endpoint_url,
-        config=client.meta.config.merge(Config(parameter_validation=False)),
-    )
 
 
 # -- queue creation -----------------------------------------------------------------
@@ -803,7 +534,7 @@ def ensure_queue_pair(
 
     ``name`` may also be an SQS URL. Returns ``(queue_url, dlq_url)``; safe to repeat.
     """
-    _check_int("max_receives", max_receives, 1, 1000)
+    check_int("max_receives", max_receives, 1, 1000)
     settings = resolve_settings(
         name if "://" in name else f"sqs://{name}",
         region=region,
@@ -814,7 +545,7 @@ def ensure_queue_pair(
     client = settings.create_client(max_pool_connections=2)
     queue = settings.address.name
     try:
-        queue_url, dlq_url = _ensure_queues(client, queue, max_receives)
+        queue_url, dlq_url = ensure_queues(client, queue, max_receives)
     except _BOTO_ERRORS as e:
         raise _translate(e, "CreateQueue", queue) from e
     finally:
@@ -823,68 +554,14 @@ def ensure_queue_pair(
     return queue_url, dlq_url
 
 
-def _ensure_queues(client: Any, name: str, max_receives: int | None) -> tuple[str, str | None]:
-    """Create the queue (and with ``max_receives`` its DLQ and redrive policy)."""
-    if max_receives is None:
-        return _create(client, name, {}), None
-    dlq_name = _dlq_name(name)
-    dlq_url = _create(client, dlq_name, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})
-    arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = _create(client, name, {})
-    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives})
-    client.set_queue_attributes(QueueUrl=queue_url, Attributes={"RedrivePolicy": policy})
-    return queue_url, dlq_url
-
-
-def _create(client: Any, name: str, attributes: dict[str, str]) -> str:
-    """Return the URL of ``name``, creating it with ``attributes`` if it is missing."""
-    try:
-        return str(client.get_queue_url(QueueName=name)["QueueUrl"])
-    except botocore.exceptions.ClientError as e:
-        if not _codes(e) & _NOT_FOUND:
-            raise
-    if name.endswith(".fifo"):
-        attributes = {**attributes, "FifoQueue": "true"}
-    return str(client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
-
-
-def _dlq_name(name: str) -> str:
-    base, fifo = (name[: -len(".fifo")], ".fifo") if name.endswith(".fifo") else (name, "")
-    dlq = f"{base}{DLQ_SUFFIX}{fifo}"
-    if len(dlq) > 80:
-        raise ConfigurationError(f"queue name {name!r} is too long to add {DLQ_SUFFIX!r} (SQS allows 80)")
-    return dlq
-
-
 # -- translation helpers ------------------------------------------------------------
-
-
-def _snake(operation: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
 
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _delay(delay_seconds: float) -> int:
-    if delay_seconds < 0 or delay_seconds > MAX_DELAY_SECONDS:
-        raise ConfigurationError(f"delay_seconds={delay_seconds} must be between 0 and {MAX_DELAY_SECONDS}")
-    return math.ceil(delay_seconds)
-
-
-def _moto_mock_active() -> bool:
-    """True inside moto's ``mock_aws``, which only botocore's requests can reach."""
-    models = sys.modules.get("moto.core.models")
-    stubber = getattr(models, "botocore_stubber", None)
-    return bool(getattr(stubber, "enabled", False))
-
-
 _SYSTEM_ATTRIBUTES: list[Any] = ["ApproximateReceiveCount", "SentTimestamp"]
-
-
-def _lease(lease_seconds: float) -> int:
-    return min(MAX_LEASE_SECONDS, max(0, math.ceil(lease_seconds)))
 
 
 def _body_intact(raw: dict[str, Any], queue: str) -> bool:
@@ -894,7 +571,7 @@ def _body_intact(raw: dict[str, Any], queue: str) -> bool:
     when the lease ends.
     """
     md5 = raw.get("MD5OfBody")
-    if md5 is None or md5 == hashlib.md5(raw["Body"].encode(), usedforsecurity=False).hexdigest():
+    if md5 is None or md5 == protocol.body_md5(raw["Body"]):
         return True
     log.warning(
         "queue %s: message %s arrived damaged (MD5OfBody mismatch); skipped", queue, raw.get("MessageId")
@@ -912,19 +589,6 @@ def _message(raw: dict[str, Any]) -> Message:
     )
 
 
-def _dead_letter(raw: dict[str, Any], errors: dict[str, str], max_receives: int) -> DeadLetter:
-    custom = raw.get("MessageAttributes", {})
-    message_id = custom.get(MESSAGE_ID_ATTRIBUTE, {}).get("StringValue") or raw["MessageId"]
-    error = custom.get(ERROR_ATTRIBUTE, {}).get("StringValue") or errors.get(message_id)
-    recorded = custom.get(RECEIVES_ATTRIBUTE, {}).get("StringValue")
-    return DeadLetter(
-        message_id=message_id,
-        body=raw["Body"],
-        receive_count=int(recorded) if recorded is not None else max_receives,
-        error=error,
-    )
-
-
 def _pending(attributes: dict[str, str]) -> int:
     return sum(
         int(attributes.get(k, 0))
@@ -934,60 +598,3 @@ def _pending(attributes: dict[str, str]) -> int:
             "ApproximateNumberOfMessagesDelayed",
         )
     )
-
-
-def _batch_failures(response: dict[str, Any], bodies: Sequence[str]) -> list[EntryFailure]:
-    """Failed entries, plus any entry the reply does not mention or whose MD5 is wrong."""
-    failures: dict[int, EntryFailure] = {}
-    for failed in response.get("Failed", []):
-        index = int(failed["Id"])
-        failures[index] = EntryFailure(
-            index=index,
-            code=str(failed.get("Code", "Failed")),
-            message=str(failed.get("Message", "")),
-            retryable=not failed.get("SenderFault", False),
-        )
-    confirmed = set()
-    for ok in response.get("Successful", []):
-        index = int(ok["Id"])
-        confirmed.add(index)
-        md5 = ok.get("MD5OfMessageBody")
-        if md5 is not None and md5 != hashlib.md5(bodies[index].encode(), usedforsecurity=False).hexdigest():
-            failures[index] = EntryFailure(index, "MD5Mismatch", "MD5OfMessageBody does not match the body")
-    for index in range(len(bodies)):
-        if index not in confirmed and index not in failures:
-            failures[index] = EntryFailure(index, "MissingFromResponse", "entry absent from the reply")
-    return [failures[i] for i in sorted(failures)]
-
-
-def _codes(error: botocore.exceptions.ClientError) -> set[str]:
-    info = error.response.get("Error", {})
-    return {str(c) for c in (info.get("Code"), info.get("QueryErrorCode")) if c}
-
-
-def _translate(error: Exception, operation: str, queue: str) -> TaskQueueError:
-    """Map a botocore error to the package's exception tree (never with credentials)."""
-    if isinstance(error, botocore.exceptions.ClientError):
-        codes = _codes(error)
-        info = error.response.get("Error", {})
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        text = f"{operation} failed: {info.get('Code', 'Unknown')}: {info.get('Message', '')} (HTTP {status})"
-        if codes & _NOT_FOUND:
-            return QueueNotFoundError(queue, f"{operation}: {info.get('Message', 'not found')}")
-        if codes & _LEASE_LOST or (
-            operation.startswith("ChangeMessageVisibility")
-            and "receipt handle" in str(info.get("Message", "")).lower()
-        ):
-            return LeaseLostError(text, queue=queue)
-        retryable = status >= 500 or status == 429 or bool(codes & _THROTTLED)
-        return BackendError(text, queue=queue, retryable=retryable)
-    if isinstance(
-        error, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
-    ):
-        return ConfigurationError(f"{operation}: AWS credentials are missing or incomplete")
-    transient = isinstance(
-        error,
-        botocore.exceptions.HTTPClientError | botocore.exceptions.ConnectionError | ResponseParserError,
-    )
-    text = f"{operation} failed: {type(error).__name__}: {error}"
-    return BackendError(text, queue=queue, retryable=transient)

@@ -24,27 +24,25 @@ Proxies are not supported (use the boto3 engine behind an HTTP proxy).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
-import random
 import ssl
 import threading
-import time
 import weakref
 from collections.abc import Callable, Sequence
-from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..errors import BackendError, ConfigurationError
-from ._aws import RETRYABLE_ERROR_CODES, check_endpoint
+from ._aws import check_endpoint
 from ._http11 import BlockingConnection, HttpPool, HttpResponse, TransportError
 from ._sigv4 import FrozenCredentials, SigV4Signer, amz_date
-from .base import EntryFailure, SendOutcome
+from ._sqs.protocol import ErrorReply, FifoIds, batch_failures, error_for, send_entries
+from ._sqs.retry import RetryPolicy
+from ._sqs.transports import Transport
+from .base import SendOutcome
 
 if TYPE_CHECKING:
     from ._aws import AwsTarget
@@ -55,8 +53,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "FastClient",
     "FastSender",
-    "botocore_error",
-    "parse_batch_response",
+    "proxy_for",
     "sqs_error",
 ]
 
@@ -65,13 +62,10 @@ DEFAULT_CONCURRENCY = 256
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 SEND_TARGET = "AmazonSQS.SendMessageBatch"
-_IDS = tuple(str(i) for i in range(10))
 
 
 CredentialsProvider = Callable[[], Any]
 """Returns an object with ``access_key``, ``secret_key`` and ``token`` (botocore's frozen credentials)."""
-FifoIds = Callable[[str], tuple[str, str]]
-"""Maps a body to its ``(MessageGroupId, MessageDeduplicationId)`` for FIFO queues."""
 
 
 class FastSender:
@@ -112,7 +106,6 @@ class FastSender:
             f"Content-Type: {CONTENT_TYPE}\r\nX-Amz-Target: {SEND_TARGET}\r\n"
             "User-Agent: tq-orchestrate\r\n"
         )
-        self._prefix = '{"QueueUrl":' + encode_basestring_ascii(target.queue_url) + ',"Entries":['
         tls = _tls_context(target.ca_bundle) if target.scheme == "https" else None
         self.concurrency = max(1, concurrency)
         self._pool = HttpPool(
@@ -174,47 +167,16 @@ class FastSender:
         return head.encode("latin-1") + body
 
     def build_body(self, bodies: Sequence[str], delay_seconds: float = 0) -> bytes:
-        """The JSON body of ``SendMessageBatch``; the same entries as the boto3 engine sends.
-
-        Entry ``Id`` is the index in ``bodies``. ``DelaySeconds`` is always sent, as
-        python-task-queue does (0 overrides a queue's default delay); FIFO queues take none.
-        """
-        if not 1 <= len(bodies) <= 10:
-            raise ConfigurationError(f"SendMessageBatch takes 1 to 10 messages, got {len(bodies)}")
-        enc = encode_basestring_ascii
-        delay = _delay(delay_seconds)
-        if self._fifo_ids is not None:
-            if delay:
-                raise ConfigurationError(
-                    f"FIFO queue {self.queue_url} does not accept per-message delay_seconds "
-                    f"(got {delay_seconds}); set the queue's DelaySeconds attribute instead"
-                )
-            ids = self._fifo_ids
-            entries = []
-            for i, text in enumerate(bodies):
-                group, dedup = ids(text)
-                entries.append(
-                    f'{{"Id":"{i}","MessageBody":{enc(text)},'
-                    f'"MessageGroupId":{enc(group)},"MessageDeduplicationId":{enc(dedup)}}}'
-                )
-            joined = ",".join(entries)
-        else:
-            try:  # orjson writes the whole body in one call; UTF-8 is kept as is
-                return orjson.dumps(
-                    {
-                        "QueueUrl": self.queue_url,
-                        "Entries": [
-                            {"Id": _IDS[i], "MessageBody": text, "DelaySeconds": delay}
-                            for i, text in enumerate(bodies)
-                        ],
-                    }
-                )
-            except orjson.JSONEncodeError:  # a lone surrogate: escaped below, as json does
-                joined = ",".join(
-                    f'{{"Id":"{i}","MessageBody":{enc(text)},"DelaySeconds":{delay}}}'
-                    for i, text in enumerate(bodies)
-                )
-        return (self._prefix + joined + "]}").encode("ascii")
+        """The JSON body of ``SendMessageBatch``: the entries of
+        :func:`~tq_orchestrate.backends._sqs.protocol.send_entries`, as the boto3 engine sends."""
+        document = {
+            "QueueUrl": self.queue_url,
+            "Entries": send_entries(bodies, delay_seconds, fifo_ids=self._fifo_ids, queue=self.queue_url),
+        }
+        try:  # orjson writes the whole body in one call; UTF-8 is kept as is
+            return orjson.dumps(document)
+        except orjson.JSONEncodeError:  # a lone surrogate: escaped, as json does
+            return json.dumps(document, separators=(",", ":")).encode("ascii")
 
     # -- outcomes ------------------------------------------------------------------
 
@@ -223,7 +185,7 @@ class FastSender:
             return BackendError(f"SendMessageBatch: {outcome}", queue=self.queue_url, retryable=True)
         try:
             if outcome.status == 200:
-                return parse_batch_response(outcome.body, bodies)
+                return batch_failures(_json_object(outcome.body), bodies)
             return sqs_error(outcome, self.queue_url)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             return BackendError(
@@ -241,76 +203,25 @@ class FastSender:
             self._slots.release()
 
 
-def parse_batch_response(body: bytes, bodies: Sequence[str]) -> list[EntryFailure]:
-    """The failed entries of a ``SendMessageBatch`` response for ``bodies``.
-
-    ``Failed`` entries are reported with ``retryable = not SenderFault``. A
-    ``Successful`` entry whose ``MD5OfMessageBody`` does not match the body sent,
-    and an entry the response does not mention, are reported as retryable failures.
-    """
+def _json_object(body: bytes) -> dict[str, Any]:
     data = orjson.loads(body)
-    count = len(bodies)
-    failures: dict[int, EntryFailure] = {}
-    for entry in data.get("Failed") or ():
-        index = int(entry["Id"])
-        failures[index] = EntryFailure(
-            index,
-            str(entry.get("Code") or "Failed"),
-            str(entry.get("Message") or ""),
-            retryable=not entry.get("SenderFault", False),
-        )
-    succeeded = [False] * count
-    for entry in data.get("Successful") or ():
-        index = int(entry["Id"])
-        if not 0 <= index < count:
-            continue
-        md5 = entry.get("MD5OfMessageBody")
-        if md5 is not None and md5 != _md5(bodies[index]) and index not in failures:
-            failures[index] = EntryFailure(index, "MD5Mismatch", _MD5_MISMATCH)
-        succeeded[index] = True
-    if not failures and all(succeeded):
-        return []
-    for index in range(count):
-        if not succeeded[index] and index not in failures:
-            failures[index] = EntryFailure(index, "MissingFromResponse", _NOT_LISTED)
-    return [failures[i] for i in sorted(failures) if 0 <= i < count]
-
-
-_MD5_MISMATCH = "MD5OfMessageBody does not match the body sent"
-_NOT_LISTED = "the response does not list this entry"
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def sqs_error(response: HttpResponse, queue_url: str) -> BackendError:
-    """The BackendError for a non-200 AWS JSON response (retryable for throttling and 5xx)."""
-    code, message = "", ""
-    try:
-        data = json.loads(response.body)
-        code = str(data.get("__type") or data.get("code") or "").rsplit("#", 1)[-1]
-        message = str(data.get("message") or data.get("Message") or "")
-    except (ValueError, AttributeError):
-        message = response.body[:200].decode("utf-8", "replace")
-    query_code = response.headers.get("x-amzn-query-error", "").split(";", 1)[0]
-    code = code or query_code or f"HTTP{response.status}"
-    retryable = (
-        response.status >= 500 or response.status == 429 or bool({code, query_code} & RETRYABLE_ERROR_CODES)
-    )
-    shown = f"{code} ({query_code})" if query_code and query_code != code else code
+    """The BackendError for a non-200 reply to ``SendMessageBatch`` (the upload engine's
+    whole-batch outcome; retryable as :func:`~._sqs.protocol.is_retryable` says)."""
+    reply = ErrorReply.from_json(response.status, response.headers, response.body)
+    shown = f"{reply.code} ({reply.query_code})" if reply.query_code else reply.code
+    if reply.code == str(response.status):
+        shown = f"HTTP{response.status}"
     return BackendError(
-        f"SendMessageBatch failed: HTTP {response.status} {shown}: {message}",
+        f"SendMessageBatch failed: HTTP {response.status} {shown}: {reply.message}",
         queue=queue_url,
-        retryable=retryable,
+        retryable=reply.retryable,
     )
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
-
-
-def _delay(delay_seconds: float) -> int:
-    delay = math.ceil(delay_seconds)  # SQS takes whole seconds; never deliver early
-    if not 0 <= delay <= 900:
-        raise ConfigurationError(f"SQS delay_seconds must be from 0 to 900, got {delay_seconds!r}")
-    return delay
 
 
 def _as_backend_error(error: BaseException, queue_url: str) -> BaseException:
@@ -354,21 +265,20 @@ def proxy_for(url: str) -> bool:
     return not urllib.request.proxy_bypass(host)
 
 
-class FastClient:
+class FastClient(Transport):
     """Blocking SQS calls (AWS JSON 1.0) without botocore: one keep-alive connection per thread.
 
     :meth:`call` takes and returns the same dictionaries as botocore's client
     method (for operations whose shapes are plain strings, numbers, lists and
-    maps), so :class:`~tq_orchestrate.backends.sqs.SQSBackend` translates its
-    errors the same way: an error response raises ``botocore``'s ``ClientError``
-    with the ``Error`` fields botocore's parser would produce; a response that
-    never came (or cannot be read) raises a retryable ``BackendError``.
+    maps). An error reply raises the package's error for it
+    (:func:`~tq_orchestrate.backends._sqs.protocol.error_for`, as the boto3
+    transport does); a response that never came (or cannot be read) raises a
+    retryable ``BackendError``.
 
-    Like botocore's ``standard`` retry mode, a call is tried up to
-    ``max_attempts`` times while it fails with a transport error, HTTP 5xx or
-    429, or a throttling code, sleeping a random backoff up to 1, 2, 4... s
-    (at most 20 s) in between, and signed afresh each time (credentials are
-    fetched before every request, so refreshable credentials stay fresh).
+    Retries follow ``retry`` (default: ``max_attempts`` tries, random backoff up
+    to 1, 2, 4... s, at most 20 s, like botocore's ``standard`` mode); each try
+    is signed afresh (credentials are fetched before every request, so
+    refreshable credentials stay fresh).
 
     Thread-safe: each thread uses its own connection. After ``fork`` the child
     opens its own connections (the parent's are never used or shut down).
@@ -380,6 +290,7 @@ class FastClient:
         *,
         allow_insecure_http: bool = False,
         max_attempts: int = 5,
+        retry: RetryPolicy | None = None,
         connect_timeout_seconds: float = 10.0,
         read_timeout_seconds: float = 60.0,
     ) -> None:
@@ -391,7 +302,7 @@ class FastClient:
             )
         self.queue_url = target.queue_url
         self.queue_name = target.queue_name
-        self.max_attempts = max(1, max_attempts)
+        self.retry = retry or RetryPolicy(attempts=max(1, max_attempts))
         self.read_timeout_seconds = read_timeout_seconds
         self._credentials: CredentialsProvider = target.frozen_credentials
         self._signer = SigV4Signer(
@@ -409,6 +320,8 @@ class FastClient:
         self._local = threading.local()
         self._connections: weakref.WeakSet[BlockingConnection] = weakref.WeakSet()
         self._opened = 0
+
+    name = "fast"
 
     @property
     def connections_opened(self) -> int:
@@ -430,16 +343,7 @@ class FastClient:
         """
         body = json.dumps(params, separators=(",", ":")).encode("ascii")
         timeout = self.read_timeout_seconds + max(0.0, wait_seconds)
-        attempt = 1
-        while True:
-            try:
-                return self._once(operation, body, timeout)
-            except Exception as e:
-                if attempt >= self.max_attempts or not _retryable(e):
-                    raise
-                log.debug("%s attempt %d failed (%s); retrying", operation, attempt, type(e).__name__)
-            time.sleep(random.random() * min(20.0, 2.0 ** (attempt - 1)))
-            attempt += 1
+        return self.retry.call(lambda: self._once(operation, body, timeout))
 
     def close(self) -> None:
         """Close every connection of this process; a later call reconnects."""
@@ -487,9 +391,8 @@ class FastClient:
                     retryable=True,
                 ) from e
             return data
-        from botocore.exceptions import ClientError
-
-        raise ClientError(botocore_error(response), operation)  # type: ignore[arg-type]
+        reply = ErrorReply.from_json(response.status, response.headers, response.body)
+        raise error_for(reply, operation, self.queue_name)
 
     def _count_open(self) -> None:
         with self._lock:
@@ -517,43 +420,3 @@ class FastClient:
                 self._connections.add(conn)
             local.conn = conn
         return conn
-
-
-def botocore_error(response: HttpResponse) -> dict[str, Any]:
-    """The ``ClientError`` response botocore's JSON parser builds for an SQS error response.
-
-    ``Code`` is the query-compatible code of the ``x-amzn-query-error`` header
-    when there is one (``QueryErrorCode`` then holds the JSON ``__type``).
-    """
-    try:
-        data = json.loads(response.body) if response.body.strip() else {}
-        if not isinstance(data, dict):
-            data = {}
-    except ValueError:
-        data = {"message": response.body[:200].decode("utf-8", "replace")}
-    error: dict[str, Any] = {"Message": str(data.get("message", data.get("Message", "")))}
-    code = str(data.get("__type") or response.status)
-    code = code.split(":", 1)[0].rsplit("#", 1)[-1]
-    query = response.headers.get("x-amzn-query-error", "").split(";")
-    if len(query) == 2 and query[0]:
-        error["QueryErrorCode"] = code
-        error["Type"] = query[1]
-        code = query[0]
-    error["Code"] = code
-    metadata: dict[str, Any] = {"HTTPStatusCode": response.status, "HTTPHeaders": response.headers}
-    if "x-amzn-requestid" in response.headers:
-        metadata["RequestId"] = response.headers["x-amzn-requestid"]
-    return {"Error": error, "ResponseMetadata": metadata}
-
-
-def _retryable(error: Exception) -> bool:
-    if isinstance(error, BackendError):
-        return error.retryable
-    from botocore.exceptions import ClientError
-
-    if isinstance(error, ClientError):
-        info = error.response.get("Error", {})
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        codes = {info.get("Code"), info.get("QueryErrorCode")}
-        return status >= 500 or status == 429 or bool(codes & RETRYABLE_ERROR_CODES)
-    return False

@@ -13,141 +13,33 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import importlib
 import itertools
 import json
-import re
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from itertools import repeat
-from typing import Any, Protocol
+from typing import Any
 
-MAX_MESSAGE_BYTES = 1024 * 1024
-MAX_BATCH_BYTES = 1024 * 1024
-_DEDUP_SECONDS = 300.0
-_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
-_INVALID_CHARS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_PLAIN_IDS = re.compile(r"[A-Za-z0-9_-]{1,80}(?:,[A-Za-z0-9_-]{1,80})*")  # batch entry ids, comma-joined
-_NOT_ALLOWED_ASCII = bytes([*range(9), 11, 12, *range(14, 32)])  # what _INVALID_CHARS finds in ASCII
-_HEX2 = [f"{i:02x}" for i in range(256)]
-_SHORT_IDS = frozenset(str(i) for i in range(100))  # the usual batch entry ids: valid, no pattern needed
-_SHORT_BODY = 1024  # characters: CPython's own MD5 is quicker than OpenSSL's for shorter bodies
+from ._batches import _batch_entries, _message_id, _plain_batch, _utf8_len
+from .sqs_messages import (
+    _DEDUP_SECONDS,
+    _HEX2,
+    _INVALID_CHARS,
+    _QUEUE_NAME,
+    DELAYED,
+    INFLIGHT,
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    VISIBLE,
+    Message,
+    Params,
+    Queue,
+    Reply,
+    SqsFault,
+    _invalid,
+    md5_hex,
+)
 
-VISIBLE, INFLIGHT, DELAYED = 0, 1, 2
-
-Params = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """An operation's answer: HTTP status, JSON document and extra headers."""
-
-    status: int
-    document: dict[str, Any]
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-class SqsFault(Exception):
-    """An SQS error reply (``__type`` code, optional query-compatible code)."""
-
-    def __init__(self, code: str, message: str, *, query_code: str = "", status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.query_code = query_code or code
-        self.status = status
-
-    def reply(self) -> Reply:
-        fault = "Sender" if self.status < 500 else "Receiver"
-        return Reply(
-            self.status,
-            {"__type": f"com.amazonaws.sqs#{self.code}", "message": self.message},
-            (("x-amzn-query-error", f"{self.query_code};{fault}"),),
-        )
-
-
-def _invalid(message: str) -> SqsFault:
-    return SqsFault("InvalidParameterValue", message)
-
-
-def md5_hex(text: str) -> str:
-    """SQS's ``MD5OfMessageBody``: MD5 of the UTF-8 bytes."""
-    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
-
-
-class _Digest(Protocol):
-    def hexdigest(self) -> str: ...
-
-
-_short_md5: Callable[[bytes], _Digest]
-try:  # CPython's own MD5 (not in every build): half the cost of OpenSSL's for a short body
-    _short_md5 = importlib.import_module("_md5").md5
-except ImportError:  # pragma: no cover - depends on the build
-    _short_md5 = hashlib.md5
-
-
-class Message:
-    """One stored message."""
-
-    __slots__ = (
-        "attributes",
-        "body",
-        "dedup_id",
-        "first_receive_ms",
-        "group_id",
-        "md5",
-        "message_id",
-        "receipt",
-        "receive_count",
-        "sent_ms",
-        "sequence",
-        "state",
-        "token",
-    )
-
-    def __init__(self, message_id: str, body: str, md5: str, sent_ms: int) -> None:
-        self.message_id = message_id
-        self.body = body
-        self.md5 = md5
-        self.sent_ms = sent_ms
-        self.receive_count = 0
-        self.first_receive_ms = 0
-        self.receipt = ""
-        self.state = VISIBLE
-        self.token = 0
-        self.attributes: dict[str, Any] | None = None
-        self.group_id: str | None = None
-        self.dedup_id: str | None = None
-        self.sequence = ""
-
-
-@dataclass
-class Queue:
-    """One queue's messages and attributes."""
-
-    name: str
-    url: str
-    arn: str
-    attributes: dict[str, str]
-    created: int = field(default_factory=lambda: int(time.time()))
-    messages: dict[str, Message] = field(default_factory=dict)
-    ready: deque[tuple[Message, int]] = field(default_factory=deque)
-    timers: list[tuple[float, int, Message, int]] = field(default_factory=list)
-    counts: list[int] = field(default_factory=lambda: [0, 0, 0])
-    dedup: dict[str, tuple[float, str]] = field(default_factory=dict)
-
-    @property
-    def fifo(self) -> bool:
-        return self.name.endswith(".fifo")
-
-    def number(self, attribute: str, default: float) -> float:
-        try:
-            return float(self.attributes.get(attribute, default))
-        except ValueError:
-            return default
+__all__ = ["Message", "Queue", "Reply", "SqsFault", "SqsState", "md5_hex"]
 
 
 class SqsState:
@@ -661,94 +553,3 @@ class SqsState:
     def bodies(self, name: str) -> list[str]:
         """Every stored message body of queue ``name`` (any state), oldest first."""
         return [m.body for m in self.queues[name].messages.values()]
-
-
-def _batch_entries(params: Params) -> list[Params]:
-    entries = params.get("Entries")
-    if not isinstance(entries, list) or not entries:
-        raise SqsFault(
-            "EmptyBatchRequest",
-            "a batch request needs at least one entry",
-            query_code="AWS.SimpleQueueService.EmptyBatchRequest",
-        )
-    if len(entries) > 10:
-        raise SqsFault(
-            "TooManyEntriesInBatchRequest",
-            f"at most 10 entries per batch, got {len(entries)}",
-            query_code="AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-        )
-    ids = [str(e.get("Id", "")) for e in entries]
-    bad = next((i for i in ids if not _ENTRY_ID.match(i)), None)
-    if bad is not None:
-        raise SqsFault(
-            "InvalidBatchEntryId",
-            f"invalid batch entry id {bad!r}",
-            query_code="AWS.SimpleQueueService.InvalidBatchEntryId",
-        )
-    if len(set(ids)) != len(ids):
-        raise SqsFault(
-            "BatchEntryIdsNotDistinct",
-            "batch entry ids must be distinct",
-            query_code="AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
-        )
-    return entries
-
-
-def _plain_batch(
-    entries: list[Any], default_delay: int
-) -> tuple[list[str], list[str], list[int], list[str]] | None:
-    """(ids, bodies, delays, body MD5s) of a batch :meth:`SqsState.send_plain_batch` takes, else None.
-
-    Checks the batch as a whole: a handful of C calls, not a dozen per entry.
-    """
-    try:
-        ids = [entry["Id"] for entry in entries]
-        bodies = [entry["MessageBody"] for entry in entries]
-        text = "".join(bodies)  # TypeError unless every body is a str (JSON makes no subclasses)
-        distinct = set(ids)
-        attributes = any(map(dict.__contains__, entries, repeat("MessageAttributes")))
-    except (KeyError, TypeError):  # an entry that is no dict, lacks an id or a body, ...
-        return None
-    delays = [entry.get("DelaySeconds", default_delay) for entry in entries]
-    if (
-        len(distinct) != len(ids)
-        or not (distinct <= _SHORT_IDS or _plain_ids(ids))
-        or set(map(type, delays)) != {int}
-        or min(delays) < 0
-        or max(delays) > 900
-        or not all(bodies)
-        or (len(text) > MAX_MESSAGE_BYTES // 4 and max(map(len, bodies)) > MAX_MESSAGE_BYTES // 4)
-        or attributes
-    ):
-        return None
-    utf8 = text.encode("utf-8", "surrogatepass")  # lone surrogates are refused just below
-    if len(utf8) > MAX_BATCH_BYTES:
-        return None
-    if text.isascii():
-        if len(utf8.translate(None, _NOT_ALLOWED_ASCII)) != len(utf8):
-            return None
-    elif _INVALID_CHARS.search(text):
-        return None
-    md5 = hashlib.md5
-    digests = [(_short_md5 if len(body) < _SHORT_BODY else md5)(body.encode()).hexdigest() for body in bodies]
-    return ids, bodies, delays, digests
-
-
-def _plain_ids(ids: list[Any]) -> bool:
-    """True if every id is a ``str`` of 1 to 80 of ``[A-Za-z0-9_-]``."""
-    try:
-        joined = ",".join(ids)
-    except TypeError:  # an id that is no str
-        return False
-    return joined.count(",") == len(ids) - 1 and _PLAIN_IDS.fullmatch(joined) is not None
-
-
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
-def _message_id(receipt: str) -> str:
-    message_id, sep, _ = receipt.partition("#")
-    if not sep:
-        raise SqsFault("ReceiptHandleIsInvalid", f"The input receipt handle {receipt[:60]!r} is invalid.")
-    return message_id

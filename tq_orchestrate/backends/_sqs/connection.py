@@ -1,0 +1,177 @@
+"""One process's way to one SQS queue: botocore clients, the queue URL, the transport.
+
+Everything is built on first use and again in a forked child (a client, a lock
+or a socket is never shared with the parent). The transport is the one the
+resolved engine names (:func:`.transports.open_transport`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .._aws import AwsSettings, AwsTarget, QueueAddress, resolve_settings
+from .dead_letters import ensure_queues
+from .options import SQSOptions
+from .transports import (
+    BOTO_ERRORS,
+    Boto3Transport,
+    RoutedTransport,
+    Transport,
+    open_transport,
+    resolve_engine,
+)
+from .transports import translate as _translate
+
+if TYPE_CHECKING:
+    from ..sqs_fast import FastClient
+
+__all__ = ["Clients", "QueueConnection"]
+
+
+@dataclass(frozen=True)
+class Clients:
+    """One process's botocore clients and the resolved queue URL."""
+
+    pid: int
+    settings: AwsSettings
+    client: Any
+    queue_url: str
+    pool_size: int
+    bulk_client: Any = None
+    """``client`` without parameter validation, for the bulk sender (made on first use)."""
+
+
+class QueueConnection:
+    """Clients, queue URL and transport for the queue at ``url``, per process."""
+
+    def __init__(self, url: str, address: QueueAddress, options: SQSOptions) -> None:
+        self.url = url
+        self.address = address
+        self.options = options
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._clients: Clients | None = None
+        self._transport: Transport | None = None
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():  # forked: never share a client, a socket or a lock
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+            self._clients = None
+            self._transport = None
+
+    def clients(self, pool_size: int = 0, bulk: bool = False) -> Clients:
+        """The clients, with at least ``pool_size`` pooled connections and, with
+        ``bulk``, the bulk sender's client."""
+        self._check_fork()
+        clients = self._clients
+        if clients is not None and clients.pool_size >= pool_size and (clients.bulk_client or not bulk):
+            return clients
+        with self._lock:
+            clients = self._clients
+            if clients is None or clients.pool_size < pool_size:
+                clients = self._connect(clients, pool_size)
+            if bulk and clients.bulk_client is None:
+                clients = replace(clients, bulk_client=_without_validation(clients.settings, clients.client))
+            self._clients = clients
+            return clients
+
+    def target(self) -> AwsTarget:
+        """Queue URL, endpoint, region and credentials for the fast engine."""
+        clients = self.clients()
+        return clients.settings.target(clients.queue_url, clients.client.meta.endpoint_url)
+
+    @property
+    def engine(self) -> str:
+        """The ``engine`` option with ``"auto"`` resolved (see :func:`.transports.resolve_engine`)."""
+        if self.options.engine != "auto":
+            return self.options.engine
+        return resolve_engine(self.options.engine, self.target().endpoint_url)
+
+    def transport(self) -> Transport:
+        """The transport of the resolved engine, built on first use."""
+        self._check_fork()
+        transport = self._transport
+        if transport is not None:
+            return transport
+        boto3 = Boto3Transport(lambda: self.clients().client, self.address.name)
+        transport = open_transport(self.engine, boto3, self._new_fast_client)
+        with self._lock:
+            if self._transport is None:
+                self._transport = transport
+            return self._transport
+
+    def fast_client(self) -> FastClient | None:
+        """The FastClient when the engine resolves to ``"fast"``, else None."""
+        transport = self.transport()
+        return transport.fast if isinstance(transport, RoutedTransport) else None  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close this process's clients and connections; a later call reconnects."""
+        self._check_fork()
+        with self._lock:
+            clients, self._clients = self._clients, None
+            transport, self._transport = self._transport, None
+        if clients is not None:
+            clients.client.close()
+            if clients.bulk_client is not None:
+                clients.bulk_client.close()
+        if transport is not None:
+            transport.close()
+
+    def _new_fast_client(self) -> FastClient:
+        from ..sqs_fast import FastClient
+
+        return FastClient(
+            self.target(),
+            allow_insecure_http=self.options.allow_insecure_http,
+            max_attempts=self.options.max_attempts,
+        )
+
+    def _connect(self, old: Clients | None, pool_size: int) -> Clients:
+        opts = self.options
+        settings = old.settings if old else self._settings()
+        size = max(pool_size, opts.max_pool_connections, old.pool_size if old else 0)
+        client = settings.create_client(
+            max_pool_connections=size, retry_mode=opts.retry_mode, max_attempts=opts.max_attempts
+        )
+        queue_url = old.queue_url if old else self._lookup_queue_url(client)
+        return Clients(os.getpid(), settings, client, queue_url, size)
+
+    def _settings(self) -> AwsSettings:
+        opts = self.options
+        return resolve_settings(
+            self.url,
+            region=opts.region,
+            endpoint_url=opts.endpoint_url,
+            profile=opts.profile,
+            allow_insecure_http=opts.allow_insecure_http,
+        )
+
+    def _lookup_queue_url(self, client: Any) -> str:
+        name = self.address.name
+        if not self.options.create and self.address.queue_url is not None:
+            return self.address.queue_url
+        operation = "CreateQueue" if self.options.create else "GetQueueUrl"
+        try:
+            if self.options.create:
+                return ensure_queues(client, name, self.options.max_receives)[0]
+            return str(client.get_queue_url(QueueName=name)["QueueUrl"])
+        except BOTO_ERRORS as e:
+            raise _translate(e, operation, name) from e
+
+
+def _without_validation(settings: AwsSettings, client: Any) -> Any:
+    """A client configured like ``client`` (same session, region and endpoint) but
+    with ``parameter_validation=False``."""
+    from botocore.config import Config
+
+    return settings.session.create_client(
+        "sqs",
+        region_name=client.meta.region_name,
+        endpoint_url=client.meta.endpoint_url,
+        config=client.meta.config.merge(Config(parameter_validation=False)),
+    )
