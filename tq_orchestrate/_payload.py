@@ -192,7 +192,8 @@ def decode_array(obj: dict[str, Any]) -> np.ndarray:
         raise DeserializationError(
             f"bad array: {len(raw)} bytes do not fill shape {shape} of dtype {dtype} ({expected} bytes)"
         )
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    array: np.ndarray[Any, Any] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return array
 
 
 def loads(text: str | bytes | bytearray) -> Any:

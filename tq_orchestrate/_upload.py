@@ -11,6 +11,7 @@ which were not. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -267,13 +268,11 @@ def add_note(error: BaseException, note: str) -> None:
         adder(note)
         return
     notes = getattr(error, "__notes__", None)
-    try:
-        if isinstance(notes, list):
-            notes.append(note)
-        else:
-            error.__notes__ = [note]
-    except AttributeError:  # an exception type with __slots__: keep the error itself intact
-        pass
+    if isinstance(notes, list):
+        notes.append(note)
+        return
+    with contextlib.suppress(AttributeError):  # a type with __slots__: keep the error itself intact
+        setattr(error, "__notes__", [note])  # noqa: B010 - BaseException declares __notes__ from 3.11 only
 
 
 def _describe(task: Any) -> str:
