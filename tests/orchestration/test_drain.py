@@ -121,11 +121,36 @@ def test_empty_queue_but_too_few_completions_is_a_failure_not_a_hang() -> None:
     assert "only 7 of 10 tasks completed" in statuses[1].reason
 
 
-def test_completions_still_arriving_keep_waiting_under_a_zero_lag_policy() -> None:
+def test_every_completion_counted_is_done_under_a_zero_lag_policy() -> None:
     policy = DrainPolicy(lag_seconds=0, min_zero_readings=1)
     base = Baseline(expected=4, completed=0, dead=0)
     [done] = run([(0.0, Counts(0, 0, 0, inserted=4, completed=4, dead=0))], base, policy)
     assert done.done and "4 tasks completed" in done.reason
+
+
+def test_a_completion_counted_after_its_delete_is_waited_for_within_the_streak() -> None:
+    # A store that records the completion just after removing the task (fq://'s
+    # completions file) can read "nothing pending, 3 of 4 completed" for a moment.
+    # The streak of zero readings is what absorbs that: no verdict until it is full.
+    policy = DrainPolicy(lag_seconds=0, min_zero_readings=2)
+    base = Baseline(expected=4, completed=0, dead=0)
+    readings = [
+        (0.0, Counts(0, 0, 0, inserted=4, completed=3, dead=0)),
+        (0.1, Counts(0, 0, 0, inserted=4, completed=4, dead=0)),
+    ]
+    states = [s.state for s in run(readings, base, policy)]
+    assert states == [DrainState.WAITING, DrainState.DONE]
+
+
+def test_three_of_four_completed_once_the_streak_is_full_is_a_loss_not_a_wait() -> None:
+    # Decided: with exact counts a task that is neither pending, completed nor dead
+    # was removed outside the workers (purge, a hand delete). Waiting longer cannot
+    # bring it back, so the block fails and says so instead of hanging.
+    policy = DrainPolicy(lag_seconds=0, min_zero_readings=1)
+    base = Baseline(expected=4, completed=0, dead=0)
+    [status] = run([(0.0, Counts(0, 0, 0, inserted=4, completed=3, dead=0))], base, policy)
+    assert status.failed
+    assert "only 3 of 4 tasks completed" in status.reason and "lost" in status.reason
 
 
 def test_dead_letters_fail_the_block_with_count_and_sample() -> None:
