@@ -575,7 +575,7 @@ def test_the_short_retries_of_a_call_still_wait_while_the_worker_stops(
     tq = mem_queue()
     tq.insert([WorkerAppendTask(str(tmp_path / "o"), "a")])
     waited: list[float] = []
-    monkeypatch.setattr("tq_orchestrate.worker.time.sleep", waited.append)
+    monkeypatch.setattr("tq_orchestrate.worker._loop.time.sleep", waited.append)
     flaky = FaultyQueue(tq, {"delete": lambda n: retryable_outage(n) if n == 1 else None})
     stop = StopFlag()
     stats = Worker(flaky, WorkerOptions(before_fn=lambda t: stop.set("test")), stop=stop).run()
