@@ -39,10 +39,12 @@ Where each part lives (this package re-exports the public names):
 
 * ``_options``: :class:`WorkerOptions`, the one table of settings that
   :func:`poll` and ``tqo work`` are built from;
-* ``_loop``: :class:`Worker`, the consumer loop (receive, execute, release);
+* ``_loop``: :class:`Worker`, the consumer loop (receive, hand out, release, stop);
+* ``_execute``: running one message (decode, execute, fail or dead-letter it);
 * ``_completions``: the delete pipeline (batched, backgrounded, retried);
 * ``_signals``: :class:`StopFlag` and :func:`handle_signals`;
 * ``_report``: :class:`WorkerStats` and the per-task log records;
+* ``_work_queue``: :class:`WorkQueue`, what the worker needs of a queue;
 * ``_poll``: :func:`poll`; ``_process``: :func:`run_worker`;
   ``__main__``: ``python -m tq_orchestrate.worker`` (the only part that imports click).
 """
@@ -50,8 +52,8 @@ Where each part lives (this package re-exports the public names):
 from __future__ import annotations
 
 from ._completions import DELETE_FLUSH_SECONDS as DELETE_FLUSH_SECONDS
-from ._loop import IMPORT_HINT as IMPORT_HINT
-from ._loop import Worker, WorkQueue
+from ._execute import IMPORT_HINT as IMPORT_HINT
+from ._loop import Worker
 from ._options import LEASE_SECONDS, PROGRESS_SECONDS, WorkerOptions
 from ._poll import poll
 from ._process import import_task_modules, run_worker
@@ -61,6 +63,7 @@ from ._report import body_task_name as body_task_name
 from ._report import clip as clip
 from ._report import task_log as task_log
 from ._signals import StopFlag, handle_signals
+from ._work_queue import WorkQueue
 
 # Also importable from here, as before the split (not in __all__): DELETE_FLUSH_SECONDS,
 # IMPORT_HINT, LOG_BODY_CHARS, body_task_name, clip, task_log.

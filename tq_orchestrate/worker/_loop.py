@@ -1,12 +1,13 @@
-"""The worker loop: lease tasks, execute them, hand them to the completion pipeline; renew, back off, stop.
+"""The worker loop: lease batches, hand each message to the executor, renew, back off, stop.
 
-:class:`Worker` is the consumer: it receives a batch, runs each task in the
-loop's thread, and passes executed tasks to
-:class:`~tq_orchestrate.worker._completions.Completions`, which deletes them
-(the ack side, apart from execution, as in dramatiq). Failed tasks are released
-with a growing delay, corrupt messages dead-lettered, held leases renewed by a
-:class:`~tq_orchestrate._heartbeat.Heartbeat`. This module imports neither the
-queue front end nor click: it works on any :class:`WorkQueue`.
+:class:`Worker` is the consumer (dramatiq's split): it receives a batch, gives
+each message to the :class:`~._execute.Executor` in this thread, and lets the
+:class:`~._completions.Completions` pipeline delete what executed (the ack side,
+apart from execution). It renews held leases with a
+:class:`~tq_orchestrate._heartbeat.Heartbeat`, sleeps with backoff when the
+queue is empty, checks the stop conditions, and hands back what it leased but
+did not start. It imports neither the queue front end nor click: it works on
+any :class:`~._work_queue.WorkQueue`.
 """
 
 from __future__ import annotations
@@ -15,47 +16,28 @@ import contextlib
 import inspect
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from .._backoff import TRANSIENT_ERRORS, Backoff, call_retrying, is_fatal, retry_delay
+from .._backoff import TRANSIENT_ERRORS, Backoff, call_retrying, is_fatal
 from .._heartbeat import Heartbeat
-from ..backends.base import Backend, Message
-from ..errors import BackendError, ConfigurationError, DeserializationError, TaskQueueError, UnsafeTaskError
+from ..backends.base import Message
+from ..errors import BackendError, TaskQueueError
 from ._completions import Completed, Completions
+from ._execute import Executor
 from ._options import WorkerOptions
-from ._report import WorkerStats, body_task_name, clip, task_event, task_name
+from ._report import WorkerStats, task_event, task_name
 from ._signals import StopFlag
+from ._work_queue import WorkQueue
 
-__all__ = ["IMPORT_HINT", "WorkQueue", "Worker"]
+__all__ = ["Worker"]
 
 log = logging.getLogger("tq_orchestrate.worker")
 
-IMPORT_HINT = "start the worker with --import MODULE (the module defining it)"
-"""Added to the log line of a task whose class or function this worker does not know."""
-
 _STOP_FN_ARGS = ("executed", "tries", "previous_execution_time", "elapsed_time")
 _BACKEND_ERRORS: tuple[type[BaseException], ...] = (TaskQueueError, *TRANSIENT_ERRORS)
-
-
-class WorkQueue(Protocol):
-    """What the loop needs of a queue (``TaskQueue`` provides it)."""
-
-    @property
-    def backend(self) -> Backend: ...
-
-    def receive(self, max_messages: int, lease_seconds: float, wait_seconds: float = 0) -> list[Message]: ...
-
-    def decode(self, message: Message) -> Any: ...
-
-    def delete(self, tasks: Any) -> int: ...
-
-    def renew(self, task: Any, seconds: float) -> Any: ...
-
-    def release(self, task: Any, delay_seconds: float = 0) -> Any: ...
 
 
 def _bind_stop_fn(stop_fn: Callable[..., Any]) -> tuple[str, ...]:
@@ -113,7 +95,6 @@ class Worker:
         self._started_at = 0.0
         self._tasks_started = 0
         self._tries = 0
-        self._previous_seconds = 0.0
         self._empty_since: float | None = None
         self._report = _Report()
         self._back_off = False
@@ -127,6 +108,16 @@ class Worker:
             forget=self._forget,
             completed=self._completed,
             back_off=self._request_back_off,
+        )
+        self._executor = Executor(
+            queue,
+            o,
+            self.stats,
+            self._completions,
+            forget=self._forget,
+            best_effort=self._best_effort,
+            back_off=self._request_back_off,
+            say=say,
         )
 
     def _retry_sleep(self, seconds: float) -> None:
@@ -297,7 +288,7 @@ class Worker:
             elif self._completions.deleted_in_background():
                 self._completions.collect()  # report finished deletes before a task that may run long
             self._tasks_started += 1
-            worked = self._handle(m) or worked
+            worked = self._executor.run(m) or worked
             self._progress()
             if self._stop_fn_says_stop():
                 break
@@ -314,99 +305,13 @@ class Worker:
         values = {
             "executed": self.stats.executed,
             "tries": self._tries,
-            "previous_execution_time": self._previous_seconds,
+            "previous_execution_time": self._executor.previous_seconds,
             "elapsed_time": self._clock() - self._started_at,
         }
         if fn(**{k: values[k] for k in self._stop_args}):
             self.stats.stop_reason = self.stats.stop_reason or "stop_fn"
             return True
         return False
-
-    # -- one message --------------------------------------------------------
-
-    def _handle(self, message: Message) -> bool:
-        """Run one message; True if its task executed."""
-        try:
-            task = self.queue.decode(message)
-        except UnsafeTaskError as e:
-            self._failed(message, None, e, 0.0)
-            return False
-        except DeserializationError as e:
-            self._corrupt(message, e)
-            return False
-        except Exception as e:  # the task's constructor refused its arguments
-            self._failed(message, None, e, 0.0)
-            return False
-        o = self.options
-        if self._say is not None:
-            self._say(f"INFO Running {task!r} (id: {message.message_id})")
-        start = time.perf_counter()
-        try:
-            if o.before_fn is not None:
-                o.before_fn(task)
-            task.execute(*o.execute_args, **o.execute_kwargs)
-        except Exception as e:
-            self._failed(message, task, e, time.perf_counter() - start)
-            return False
-        seconds = time.perf_counter() - start
-        self.stats.executed += 1
-        self._previous_seconds = seconds
-        self._completions.add(message, task, seconds)
-        return True
-
-    def _failed(self, message: Message, task: Any, error: Exception, seconds: float) -> None:
-        o, s = self.options, self.stats
-        s.failed += 1
-        name = task_name(task) if task is not None else body_task_name(message.body)
-        hint = ""
-        if isinstance(error, UnsafeTaskError) and "--import" not in str(error):
-            hint = f"; {IMPORT_HINT}"
-        log.error(
-            "task %s (%s) failed after %.3f s on receive %d: %s: %s%s\npayload: %s\n%s",
-            message.message_id,
-            name,
-            seconds,
-            message.receive_count,
-            type(error).__name__,
-            error,
-            hint,
-            clip(message.body),
-            "".join(traceback.format_exception(error)).rstrip(),
-        )
-        if self._say is not None:
-            self._say(f"ERROR {name} {message.message_id} raised {type(error).__name__}: {error}")
-        self._best_effort(self.queue.backend.record_error, message.handle, f"{type(error).__name__}: {error}")
-        delay = retry_delay(message.receive_count, o.retry_delay_seconds, o.max_retry_delay_seconds)
-        self._forget(message)
-        self._best_effort(self.queue.release, message.handle, delay, fatal=True)
-        task_event(message, name, seconds, "error", error=f"{type(error).__name__}: {error}")
-        if isinstance(error, o.backoff_exceptions):
-            self._back_off = True
-        elif o.stop_on_error:
-            s.error = error
-            s.stop_reason = f"task {message.message_id} failed (stop_on_error)"
-
-    def _corrupt(self, message: Message, error: DeserializationError) -> None:
-        self.stats.corrupt += 1
-        raw = error.raw if error.raw is not None else message.body
-        log.error(
-            "message %s (receive %d) is not a valid task: %s\nraw text: %s",
-            message.message_id,
-            message.receive_count,
-            error.reason,
-            clip(repr(raw)),
-        )
-        self._forget(message)
-        outcome = "dead_lettered"
-        try:
-            self.queue.backend.dead_letter(message.handle, f"corrupt payload: {error.reason}")
-        except ConfigurationError:
-            outcome = "corrupt"  # no dead_letter call: left leased, the redrive policy takes it
-            self._best_effort(self.queue.backend.record_error, message.handle, error.reason)
-        except TaskQueueError as e:
-            outcome = "corrupt"
-            log.warning("could not dead-letter message %s: %s", message.message_id, e)
-        task_event(message, "?", 0.0, outcome, error=error.reason)
 
     def _lease_lost(self, handle: str, reason: str) -> None:
         m = self._held.get(handle)

@@ -11,9 +11,10 @@ import signal
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._loop import Worker, WorkQueue
+from ._loop import Worker
 from ._options import WorkerOptions, settings
 from ._signals import handle_signals
+from ._work_queue import WorkQueue
 
 __all__ = ["poll"]
 
