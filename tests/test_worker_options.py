@@ -40,6 +40,12 @@ def test_the_table_has_one_row_per_field_with_its_default_and_help() -> None:
         assert s.help and s.help[0].isupper() and s.help.endswith("."), s.name
 
 
+def test_the_docstring_of_worker_options_lists_the_table() -> None:
+    doc = WorkerOptions.__doc__ or ""
+    for s in settings():
+        assert f"``{s.name}`` (default ``{s.default!r}``): {s.help}" in doc, s.name
+
+
 def test_every_scalar_setting_is_on_the_command_line() -> None:
     offline = {s.name for s in settings() if s.flag is None}
     assert offline == LIBRARY_ONLY

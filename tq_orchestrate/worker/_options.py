@@ -93,7 +93,7 @@ def setting(default: T, help: str, *, flag: Flag | None = COMMAND_LINE, poll: st
 class WorkerOptions:
     """Settings of one worker loop (units in the names; None means no limit).
 
-    Each field's help is in the table (:func:`settings`; ``tqo work --help``).
+    Each field's help is declared with it; the list below is built from them.
     """
 
     lease_seconds: float = setting(
@@ -219,3 +219,13 @@ def settings() -> tuple[Setting, ...]:
             )
         )
     return tuple(rows)
+
+
+def _settings_doc() -> str:
+    """One line per setting (name, default, help), appended to WorkerOptions' docstring."""
+    lines = [f"    * ``{s.name}`` (default ``{s.default!r}``): {s.help}" for s in settings()]
+    return "\n\n    Settings:\n\n" + "\n".join(lines) + "\n"
+
+
+if WorkerOptions.__doc__ is not None:  # None under python -OO
+    WorkerOptions.__doc__ = WorkerOptions.__doc__.rstrip() + _settings_doc()
