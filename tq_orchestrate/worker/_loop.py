@@ -313,6 +313,8 @@ class Worker:
             return True
         return False
 
+    # -- callbacks of the heartbeat, the executor and the completion pipeline ----
+
     def _lease_lost(self, handle: str, reason: str) -> None:
         m = self._held.get(handle)
         if m is None:
@@ -325,8 +327,6 @@ class Worker:
         if self._fatal is None:
             log.error("renewing a lease failed for good, stopping: %s", error)
             self._fatal = error
-
-    # -- handing messages back ----------------------------------------------
 
     def _forget(self, message: Message) -> None:
         self._held.pop(message.handle, None)
@@ -359,6 +359,8 @@ class Worker:
             self.options.after_fn(task)
         except Exception:
             log.exception("after_fn raised for %r", task)
+
+    # -- handing messages back ----------------------------------------------
 
     def _release_held(self) -> None:
         """Hand back every held message at once (leased but not started, or interrupted)."""
