@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import tq_orchestrate
 from tq_orchestrate import errors
@@ -43,3 +46,139 @@ def test_errors_survive_pickling_with_their_context() -> None:
     clone = pickle.loads(pickle.dumps(error))
     assert type(clone) is errors.UploadError
     assert (clone.inserted, clone.failed, str(clone)) == (5, [(3, "x")], str(error))
+
+
+# -- the import graph -------------------------------------------------------------
+
+PACKAGE_DIR = Path(tq_orchestrate.__file__).parent
+
+
+def _module_names() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its ``__init__``)."""
+    names = {}
+    for path in PACKAGE_DIR.rglob("*.py"):
+        parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names[".".join(parts)] = path
+    return names
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return isinstance(test, ast.Name | ast.Attribute) and ast.unparse(test).endswith("TYPE_CHECKING")
+
+
+def _imported(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement, at any depth (functions too), outside ``if TYPE_CHECKING:``."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif not _is_type_checking(node):
+            yield from _imported(node)
+
+
+def _targets(name: str, path: Path, node: ast.Import | ast.ImportFrom, known: set[str]) -> set[str]:
+    """The package modules one import statement runs (``from a import b`` names a.b if b is a module)."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names} & known
+    base = node.module or ""
+    if node.level:
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{base}".rstrip(".")
+    found = {f"{base}.{a.name}" for a in node.names} & known
+    return found if len(found) == len(node.names) else (found | {base}) & known
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports, at import time or inside functions."""
+    modules = _module_names()
+    known = set(modules)
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        graph[name] = set().union(*(_targets(name, path, n, known) for n in _imported(tree))) - {name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` ([] if there is none), found by depth-first search."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return []
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    """No module reaches itself through imports, including imports inside functions.
+
+    Edges go to the module an import names (``from .worker._poll import poll`` is
+    an edge to ``worker._poll``, not to the ``worker`` package whose ``__init__``
+    Python runs first); imports under ``if TYPE_CHECKING:`` never run and are
+    left out.
+    """
+    graph = import_graph()
+    assert {"tq_orchestrate._queue", "tq_orchestrate.cli", "tq_orchestrate.worker._loop"} <= set(graph)
+    assert "tq_orchestrate.worker._poll" in graph["tq_orchestrate._queue"]  # the walker sees function imports
+    assert _cycle(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_worker_loop_does_not_import_click() -> None:
+    code = (
+        "import sys\n"
+        "import tq_orchestrate\n"
+        "from tq_orchestrate.worker import Worker, poll, run_worker\n"
+        "tq = tq_orchestrate.TaskQueue('mem://x', progress=False)\n"
+        "assert poll(tq, burst_seconds=0, progress_seconds=None) == 0\n"
+        "assert 'click' not in sys.modules, 'click imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_worker_keeps_its_public_names() -> None:
+    from tq_orchestrate import worker
+
+    assert worker.__all__ == [
+        "LEASE_SECONDS",
+        "PROGRESS_SECONDS",
+        "StopFlag",
+        "WorkQueue",
+        "Worker",
+        "WorkerOptions",
+        "WorkerStats",
+        "handle_signals",
+        "import_task_modules",
+        "poll",
+        "run_worker",
+    ]
+    for name in [
+        *worker.__all__,
+        "body_task_name",
+        "clip",
+        "task_log",
+        "IMPORT_HINT",
+        "DELETE_FLUSH_SECONDS",
+    ]:
+        assert hasattr(worker, name), name

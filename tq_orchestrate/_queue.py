@@ -348,7 +348,7 @@ class TaskQueue:
 
     def poll(self, *args: Any, **kwargs: Any) -> int:
         """Lease, execute and delete tasks until a stop condition; see worker.poll."""
-        from .worker import poll
+        from .worker._poll import poll
 
         return poll(self, *args, **kwargs)
 

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from .errors import ConfigurationError, PayloadError, TaskQueueError, UnsafeTaskError
+from .worker._options import Setting, WorkerOptions, settings
 
 if TYPE_CHECKING:
     from ._queue import TaskQueue
@@ -232,96 +233,70 @@ def main(argv: Sequence[str] | None = None) -> None:
 # -- work -----------------------------------------------------------------------
 
 
+def _setting_type(s: Setting) -> Any:
+    """The click type of a setting: its Python type, bounded as its :class:`Flag` says."""
+    f = s.flag
+    if f is None or s.type is bool or (f.min is None and f.max is None):
+        return s.type
+    if s.type is int:
+        return click.IntRange(None if f.min is None else int(f.min), None if f.max is None else int(f.max))
+    return click.FloatRange(f.min, f.max, min_open=f.min_open)
+
+
+def _zero_is_none(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    return None if value == 0 else value
+
+
+def _setting_option(s: Setting) -> Callable[[F], F]:
+    """The ``tqo work`` option of one setting: its flag, default and help from the table."""
+    assert s.flag is not None
+    if s.type is bool:
+        if s.default:
+            on_off = f"{s.option}/--no-{s.option[2:]}"
+            return click.option(on_off, s.name, default=True, show_default=True, help=s.help)
+        return click.option(s.option, s.name, is_flag=True, default=False, help=s.help)
+    return click.option(
+        s.option,
+        s.name,
+        type=_setting_type(s),
+        default=s.default,
+        show_default=s.default is not None,
+        metavar=s.flag.metavar,
+        callback=_zero_is_none if s.flag.zero_is_none else None,
+        help=s.help,
+    )
+
+
+def worker_setting_options(fn: F) -> F:
+    """Add one option per worker setting the command line offers, in the table's order."""
+    for s in reversed(settings()):
+        if s.flag is not None:
+            fn = _setting_option(s)(fn)
+    return fn
+
+
 @cli.command(context_settings=_CONTEXT)
 @click.argument("url")
 @import_option
 @backend_option()
-@click.option("--lease-seconds", type=click.FloatRange(min=1), default=300.0, show_default=True)
-@click.option(
-    "--num-tasks",
-    type=click.IntRange(1, 10),
-    default=1,
-    show_default=True,
-    help="Tasks leased per receive call.",
-)
-@click.option(
-    "--wait-seconds",
-    type=click.FloatRange(min=0, max=20),
-    default=0.0,
-    show_default=True,
-    help="Long-poll time of each receive (SQS).",
-)
-@click.option("--burst", is_flag=True, help="Exit once the queue is empty (see --empty-for).")
-@click.option(
-    "--empty-for",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="SECONDS",
-    help="With --burst (implied): exit after the queue stayed empty this long [default: 0].",
-)
-@click.option("--max-tasks", type=click.IntRange(min=1), default=None, help="Exit after this many tasks.")
-@click.option(
-    "--max-seconds", type=click.FloatRange(min=0), default=None, help="Exit after running this long."
-)
-@click.option(
-    "--min-backoff",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="First backoff window (s) when the queue is empty.",
-)
-@click.option(
-    "--max-backoff",
-    type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
-    show_default=True,
-    help="Largest backoff window (s); the window doubles up to it.",
-)
-@click.option(
-    "--retry-delay",
-    type=click.FloatRange(min=0),
-    default=5.0,
-    show_default=True,
-    help="A failed task comes back after this (s), doubled per receive.",
-)
-@click.option("--max-retry-delay", type=click.FloatRange(min=0), default=300.0, show_default=True)
-@click.option("--stop-on-error", is_flag=True, help="Exit (status 1) when a task raises.")
+@worker_setting_options
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty (--empty-for 0 unless given).")
 @click.option(
     "--create",
     is_flag=True,
     help="Create a missing embedded queue file and wait for tasks (default: a missing file is an error).",
 )
-@click.option(
-    "--progress-seconds",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Log tasks done, failed and the rate this often (0: never).",
-)
-@click.option("--no-heartbeat", is_flag=True, help="Do not renew the leases of running tasks.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO")
 @click.option("--log-json", is_flag=True, help="Log JSON lines, one per task (id, class, seconds, outcome).")
 def work(
     url: str,
     imports: tuple[str, ...],
     backend_options: dict[str, Any],
-    lease_seconds: float,
-    num_tasks: int,
-    wait_seconds: float,
     burst: bool,
-    empty_for: float | None,
-    max_tasks: int | None,
-    max_seconds: float | None,
-    min_backoff: float,
-    max_backoff: float,
-    retry_delay: float,
-    max_retry_delay: float,
-    stop_on_error: bool,
     create: bool,
-    progress_seconds: float,
-    no_heartbeat: bool,
     log_level: str,
     log_json: bool,
+    **values: Any,
 ) -> None:
     """Execute tasks from URL until stopped.
 
@@ -340,26 +315,14 @@ def work(
       tqo work sqlite:///tmp/q.db --import mytasks --num-tasks 10 --burst --log-json
       tqo work sqs://my-queue -o endpoint_url=http://127.0.0.1:9324 -o region=us-east-1
     """
-    from .worker import WorkerOptions, run_worker
+    from .worker import run_worker
 
     configure_logging(log_level.upper(), log_json)
-    burst_seconds = empty_for if empty_for is not None else (0.0 if burst else None)
+    if burst and values["burst_seconds"] is None:
+        values["burst_seconds"] = 0.0
+    burst_seconds = values["burst_seconds"]
     try:
-        options = WorkerOptions(
-            lease_seconds=lease_seconds,
-            num_tasks=num_tasks,
-            wait_seconds=wait_seconds,
-            burst_seconds=burst_seconds,
-            max_tasks=max_tasks,
-            max_seconds=max_seconds,
-            stop_on_error=stop_on_error,
-            heartbeat=not no_heartbeat,
-            min_backoff_seconds=min_backoff,
-            max_backoff_seconds=max_backoff,
-            retry_delay_seconds=retry_delay,
-            max_retry_delay_seconds=max_retry_delay,
-            progress_seconds=progress_seconds or None,
-        )
+        options = WorkerOptions(**values)
         opened = backend_options if create else existing_only(url, backend_options)
         stats = run_worker(url, options, imports=imports, backend_options=opened)
     except TaskQueueError as e:
