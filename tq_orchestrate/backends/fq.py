@@ -27,7 +27,9 @@ ignores. docs/fq.md states what the protocol guarantees.
 
 How this differs from upstream, without leaving its format:
 
-* A task file appears in ``queue/`` whole (written in ``tqo/tmp`` and renamed in).
+* A task file appears in ``queue/`` whole: written unnamed there and linked
+  (Linux O_TMPFILE), or where the filesystem cannot, written in ``tqo/tmp`` and
+  renamed in.
 * The rename is the lease: exactly one process wins it. A handle is the name the
   lease gave the file, so a delete or renew after another worker re-leased the
   task finds the name gone and is refused (LeaseLostError) instead of deleting
@@ -67,8 +69,10 @@ from ._fq.files import (
     open_directories,
     read_bytes,
     read_counter,
+    supports_tmpfile,
     unlink_quiet,
     update_counter_locked,
+    write_linked,
     write_new,
 )
 from ._fq.layout import Layout
@@ -143,6 +147,8 @@ class FileQueueBackend(Backend):
         self._errored: set[str] = set()
         self._ready = False
         self._legacy_checked = False
+        self._tmpfile: bool | None = None
+        """Whether task files are written unnamed in queue/ and linked (None: not probed yet)."""
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> FileQueueBackend:
@@ -207,6 +213,8 @@ class FileQueueBackend(Backend):
         layout = self.layout
         try:
             with open_directories(layout.movement, layout.tmp, layout.queue) as dirs:
+                if self._tmpfile is None:
+                    self._tmpfile = supports_tmpfile(dirs[2])
                 for (_, data), ident in zip(encoded, new_idents(len(encoded)), strict=True):
                     self._write_task(dirs, task_name(stamp, ident), ident, add_id(data, ident), full)
                     written += 1
@@ -217,17 +225,25 @@ class FileQueueBackend(Backend):
         return self._count_inserts(written, full)
 
     def _write_task(self, dirs: tuple[int, ...], name: str, ident: str, data: bytes, fsync: bool) -> None:
-        """Movement file (lazy: only for a delayed task), then the task file renamed into ``queue/``."""
+        """Movement file (lazy: only for a delayed task), then the task file, appearing whole in ``queue/``.
+
+        The task file is written unnamed in ``queue/`` and linked (O_TMPFILE), or
+        where the filesystem cannot, written in ``tqo/tmp`` and renamed in.
+        """
         movement, tmp, queue = dirs
         eager = self.movement_files == "upstream" or not name.startswith("0--")
         if eager:
             write_new(ident, (name + "\n").encode(), fsync=fsync, dir_fd=movement)
         try:
-            write_new(name, data, fsync=fsync, dir_fd=tmp)
-            os.rename(name, name, src_dir_fd=tmp, dst_dir_fd=queue)
+            if self._tmpfile:
+                write_linked(name, data, dir_fd=queue, fsync=fsync)
+            else:
+                write_new(name, data, fsync=fsync, dir_fd=tmp)
+                os.rename(name, name, src_dir_fd=tmp, dst_dir_fd=queue)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name, dir_fd=tmp)
+            if not self._tmpfile:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=tmp)
             if eager:
                 with contextlib.suppress(OSError):
                     os.unlink(ident, dir_fd=movement)
