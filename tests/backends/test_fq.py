@@ -297,16 +297,13 @@ def test_full_disk_refuses_entries_and_loses_nothing(tiny_disk: Path) -> None:
     assert failures and all(f.retryable and "No space left" in f.message for f in failures)
     accepted = [b for i, b in enumerate(bodies) if i not in {f.index for f in failures}]
     assert accepted == bodies[: len(accepted)]
-    # the movement files written ahead for the refused entries were removed: a little room again
     with pytest.raises(BackendError) as info:
-        for _ in range(20):
-            backend.send_batch(["more" * 1000])
-            accepted.append("more" * 1000)
+        backend.send_batch(["more" * 1000])
     assert info.value.retryable
     got = [m.body for m in backend.receive(100, 60)]
     while len(got) < len(accepted):
         got += [m.body for m in backend.receive(100, 60)]
-    assert sorted(got) == sorted(accepted)
+    assert sorted(got) == accepted
     assert _files(tiny_disk / "tqo" / "tmp") == []
 
 
@@ -323,7 +320,7 @@ def _fail_from(call: int, real: Callable[..., None]) -> Callable[..., None]:
 
 
 @pytest.mark.parametrize("tmpfile", [True, False], ids=["o_tmpfile", "rename"])
-@pytest.mark.parametrize("batch", [5, 40], ids=["one_thread", "two_threads"])
+@pytest.mark.parametrize("batch", [5, 40])
 @pytest.mark.parametrize("failing", ["task", "movement"])
 def test_a_failed_write_keeps_the_written_prefix_and_leaves_nothing_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmpfile: bool, batch: int, failing: str

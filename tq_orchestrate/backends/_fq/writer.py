@@ -1,31 +1,23 @@
-"""Writing a batch of new tasks: movement files and task files, two directories at once.
+"""Writing a batch of new tasks: each task's movement file, then its task file.
 
-Creating a file is most of an insert's cost on a disk (ext4 spends it in the
-kernel allocating the inode), and creates in one directory serialize on its
-lock, but creates in two directories do not. So a second thread writes the
-movement files while the calling thread writes the task files, each task file
-only after its own movement file exists: upstream's lease of a task appends to
-(or creates) its movement file, which must therefore come first, as it does
-when one thread writes both.
+The movement file comes first: upstream's lease of a task appends to (or
+creates) its movement file. Creating the two files is most of an insert's cost
+on a disk, spent in the kernel allocating the inodes. A second thread writing
+the movement files ahead (creates in two directories do not share a lock) was
+measured: ~10% faster on an idle machine, slower and more CPU on the loaded
+2-core VM the benchmarks ran on; not kept.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .files import write_linked, write_new
 
 __all__ = ["Directories", "NewTask", "write_tasks"]
-
-_THREAD_FROM = 16
-"""Batches smaller than this are written by the calling thread alone (a thread costs ~0.1 ms)."""
-_AHEAD = 8
-"""Movement files written ahead of their task files at most (on a nearly full disk they take
-the room of task files, and the ones ahead of a failure are removed again)."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +46,6 @@ def write_tasks(
     linked, else in ``tmp/`` and renamed in. Whatever belongs to the unwritten
     tasks is removed.
     """
-    if movement and len(tasks) >= _THREAD_FROM:
-        return _write_two_threads(dirs, tasks, tmpfile=tmpfile, fsync=fsync)
     for written, task in enumerate(tasks):
         try:
             if movement:
@@ -91,66 +81,3 @@ def _write_task_file(dirs: Directories, task: NewTask, tmpfile: bool, fsync: boo
         with contextlib.suppress(OSError):
             os.unlink(task.name, dir_fd=dirs.tmp)
         raise
-
-
-class _MovementWriter(threading.Thread):
-    """Writes the movement files in order, at most ``_AHEAD`` ahead (``room``).
-
-    ``ready`` gets one release per file written and one more when it stops.
-    """
-
-    def __init__(self, dirs: Directories, tasks: Sequence[NewTask], fsync: bool) -> None:
-        super().__init__(name="tqo-fq-movement", daemon=True)
-        self.dirs = dirs
-        self.tasks = tasks
-        self.fsync = fsync
-        self.ready = threading.Semaphore(0)
-        self.room = threading.Semaphore(_AHEAD)
-        self.created = 0
-        self.error: BaseException | None = None
-        self.stop = False
-
-    def run(self) -> None:
-        try:
-            for task in self.tasks:
-                self.room.acquire()
-                if self.stop:
-                    break
-                _write_movement(self.dirs, task, self.fsync)
-                self.created += 1
-                self.ready.release()
-        except BaseException as e:  # handed to the calling thread
-            self.error = e
-        finally:
-            self.ready.release()
-
-
-def _write_two_threads(
-    dirs: Directories, tasks: Sequence[NewTask], *, tmpfile: bool, fsync: bool
-) -> tuple[int, OSError | None]:
-    writer = _MovementWriter(dirs, tasks, fsync)
-    writer.start()
-    written = 0
-    error: OSError | None = None
-    try:
-        for task in tasks:
-            writer.ready.acquire()
-            if writer.created <= written:  # its movement file could not be written
-                if not isinstance(writer.error, OSError):
-                    raise writer.error or RuntimeError("the movement file writer stopped")
-                error = writer.error
-                break
-            try:
-                _write_task_file(dirs, task, tmpfile, fsync)
-            except OSError as e:
-                error = e
-                break
-            written += 1
-            writer.room.release()
-    finally:
-        writer.stop = True
-        writer.room.release()
-        writer.join()
-        for task in tasks[written : writer.created]:
-            _remove_movement(dirs, task)
-    return written, error
