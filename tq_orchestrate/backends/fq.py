@@ -29,7 +29,8 @@ How this differs from upstream, without leaving its format:
 
 * A task file appears in ``queue/`` whole: written unnamed there and linked
   (Linux O_TMPFILE), or where the filesystem cannot, written in ``tqo/tmp`` and
-  renamed in.
+  renamed in (NFS, most FUSE filesystems, not Linux). A producer killed mid-write
+  leaves no half-written file (an unnamed file is freed with its descriptor).
 * The rename is the lease: exactly one process wins it. A handle is the name the
   lease gave the file, so a delete or renew after another worker re-leased the
   task finds the name gone and is refused (LeaseLostError) instead of deleting
