@@ -64,7 +64,7 @@ class TestFileQueueRenameFallbackContract(TestFileQueueContract):
 
     @pytest.fixture
     def backend(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FileQueueBackend]:
-        monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd: False)
+        monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd, scratch_dir_fd: False)
         backend = FileQueueBackend.from_url(f"fq://{tmp_path}/q", max_receives=self.max_receives)
         yield backend
         assert not backend._tmpfile
@@ -93,10 +93,10 @@ def test_insert_writes_upstreams_layout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmpfile: bool
 ) -> None:
     if not tmpfile:
-        monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd: False)
+        monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd, scratch_dir_fd: False)
     else:
         with fq_files.open_directories(str(tmp_path)) as (fd,):
-            if not fq_files.supports_tmpfile(fd):
+            if not fq_files.supports_tmpfile(fd, fd):
                 pytest.skip("no O_TMPFILE here")
     backend = FileQueueBackend.from_url(f"fq://{tmp_path}")
     assert backend.send_batch(['{"payload": {"class": "T"}, "queueName": "q"}', "plain"]) == []
@@ -126,9 +126,21 @@ def test_insert_writes_upstreams_layout(
     assert not (tmp_path / "movement" / ident).exists()
 
 
+def _raise(code: int) -> Callable[..., None]:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
 def test_tmpfile_probe_falls_back_where_unsupported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
+        if fq_files._TMPFILE and os.path.isdir("/proc/self/fd"):
+            assert fq_files.supports_tmpfile(fd, fd) is True  # Linux, a local filesystem
+        with monkeypatch.context() as patch:  # /proc hidden (a container): the link fails
+            patch.setattr(fq_files.os, "link", _raise(errno.EACCES))
+            assert fq_files.supports_tmpfile(fd, fd) is False
         real_open = os.open
 
         def refuse_tmpfile(path: str, flags: int, *args: object, **kwargs: object) -> int:
@@ -137,9 +149,9 @@ def test_tmpfile_probe_falls_back_where_unsupported(tmp_path: Path, monkeypatch:
             return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(fq_files.os, "open", refuse_tmpfile)
-        assert fq_files.supports_tmpfile(fd) is False
+        assert fq_files.supports_tmpfile(fd, fd) is False
         monkeypatch.setattr(fq_files, "_TMPFILE", 0)  # not Linux
-        assert fq_files.supports_tmpfile(fd) is False
+        assert fq_files.supports_tmpfile(fd, fd) is False
     finally:
         os.close(fd)
     assert list(tmp_path.iterdir()) == []
@@ -325,7 +337,7 @@ def _fail_from(call: int, real: Callable[..., None]) -> Callable[..., None]:
 def test_a_failed_write_keeps_the_written_prefix_and_leaves_nothing_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmpfile: bool, batch: int, failing: str
 ) -> None:
-    monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd: tmpfile)
+    monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd, scratch_dir_fd: tmpfile)
     stop = batch - 2
     if failing == "movement":
         monkeypatch.setattr(fq_writer, "_write_movement", _fail_from(stop + 1, fq_writer._write_movement))

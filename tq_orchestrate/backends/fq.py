@@ -220,7 +220,7 @@ class FileQueueBackend(Backend):
             with open_directories(layout.movement, layout.tmp, layout.queue) as fds:
                 dirs = Directories(*fds)
                 if self._tmpfile is None:
-                    self._tmpfile = supports_tmpfile(dirs.queue)
+                    self._tmpfile = supports_tmpfile(dirs.queue, dirs.tmp)
                 written, error = write_tasks(
                     dirs, tasks, movement=movement, tmpfile=self._tmpfile, fsync=full
                 )

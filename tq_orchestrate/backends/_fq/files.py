@@ -83,10 +83,12 @@ _TMPFILE_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR,
 _PROC_FD = "/proc/self/fd"
 
 
-def supports_tmpfile(dir_fd: int) -> bool:
+def supports_tmpfile(dir_fd: int, scratch_dir_fd: int) -> bool:
     """Whether :func:`write_linked` works in the directory ``dir_fd`` (Linux, a local filesystem).
 
-    Opens and closes one unnamed file there (it vanishes on close: nothing to clean up).
+    Writes one unnamed file there and links it into ``scratch_dir_fd`` (a directory
+    nobody lists, on the same filesystem), then removes it: the whole path,
+    including /proc, which a container may hide.
     """
     if not _TMPFILE or not os.path.isdir(_PROC_FD):
         return False
@@ -96,7 +98,14 @@ def supports_tmpfile(dir_fd: int) -> bool:
         if e.errno in _TMPFILE_UNSUPPORTED:
             return False
         raise
-    os.close(fd)
+    probe = f".tmpfile-probe-{os.getpid()}-{time.time_ns()}"
+    try:
+        os.link(f"{_PROC_FD}/{fd}", probe, dst_dir_fd=scratch_dir_fd, follow_symlinks=True)
+    except OSError:
+        return False  # the rename fallback works wherever the rest of the queue does
+    finally:
+        os.close(fd)
+    os.unlink(probe, dir_fd=scratch_dir_fd)
     return True
 
 
