@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
+import itertools
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,7 +19,10 @@ import pytest
 from tests import compat_fns
 from tests.backends.contract import BackendContract
 from tests.unprivileged import run_as_nobody
+from tq_orchestrate.backends import fq as fq_module
 from tq_orchestrate.backends import open_backend
+from tq_orchestrate.backends._fq import files as fq_files
+from tq_orchestrate.backends._fq import writer as fq_writer
 from tq_orchestrate.backends.base import Capabilities
 from tq_orchestrate.backends.fq import FileQueueBackend
 from tq_orchestrate.errors import BackendError, ConfigurationError, TaskQueueError
@@ -54,6 +59,18 @@ class TestFileQueueLazyMovementContract(TestFileQueueContract):
         backend.close()
 
 
+class TestFileQueueRenameFallbackContract(TestFileQueueContract):
+    """Where O_TMPFILE is not supported (NFS, FUSE, not Linux): written in tqo/tmp and renamed."""
+
+    @pytest.fixture
+    def backend(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FileQueueBackend]:
+        monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd, scratch_dir_fd: False)
+        backend = FileQueueBackend.from_url(f"fq://{tmp_path}/q", max_receives=self.max_receives)
+        yield backend
+        assert not backend._tmpfile
+        backend.close()
+
+
 def test_fq_scheme_is_the_file_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     absolute = open_backend(f"fq://{tmp_path}/abs")
@@ -71,9 +88,25 @@ def _files(directory: Path) -> list[str]:
     return sorted(os.listdir(directory))
 
 
-def test_insert_writes_upstreams_layout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tmpfile", [True, False], ids=["o_tmpfile", "rename"])
+def test_insert_writes_upstreams_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmpfile: bool
+) -> None:
+    if not tmpfile:
+        monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd, scratch_dir_fd: False)
+    else:
+        with fq_files.open_directories(str(tmp_path)) as (fd,):
+            if not fq_files.supports_tmpfile(fd, fd):
+                pytest.skip("no O_TMPFILE here")
     backend = FileQueueBackend.from_url(f"fq://{tmp_path}")
     assert backend.send_batch(['{"payload": {"class": "T"}, "queueName": "q"}', "plain"]) == []
+    assert backend._tmpfile is tmpfile
+    assert _files(tmp_path / "tqo" / "tmp") == []
+    umask = os.umask(0)
+    os.umask(umask)
+    for directory in ("queue", "movement"):
+        for path in (tmp_path / directory).iterdir():
+            assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as upstream's open(path, "w")
     names = _files(tmp_path / "queue")
     idents = sorted(name.split("--")[1][: -len(".json")] for name in names)
     assert all(name.startswith("0--") for name in names)
@@ -91,6 +124,37 @@ def test_insert_writes_upstreams_layout(tmp_path: Path) -> None:
     assert backend.delete([message.handle]) == 1
     assert (tmp_path / "completions").read_bytes() == b"\0"
     assert not (tmp_path / "movement" / ident).exists()
+
+
+def _raise(code: int) -> Callable[..., None]:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
+def test_tmpfile_probe_falls_back_where_unsupported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if fq_files._TMPFILE and os.path.isdir("/proc/self/fd"):
+            assert fq_files.supports_tmpfile(fd, fd) is True  # Linux, a local filesystem
+        with monkeypatch.context() as patch:  # /proc hidden (a container): the link fails
+            patch.setattr(fq_files.os, "link", _raise(errno.EACCES))
+            assert fq_files.supports_tmpfile(fd, fd) is False
+        real_open = os.open
+
+        def refuse_tmpfile(path: str, flags: int, *args: object, **kwargs: object) -> int:
+            if flags & fq_files._TMPFILE == fq_files._TMPFILE:
+                raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+            return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(fq_files.os, "open", refuse_tmpfile)
+        assert fq_files.supports_tmpfile(fd, fd) is False
+        monkeypatch.setattr(fq_files, "_TMPFILE", 0)  # not Linux
+        assert fq_files.supports_tmpfile(fd, fd) is False
+    finally:
+        os.close(fd)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_old_mapping_directory_gets_the_migration_command(tmp_path: Path) -> None:
@@ -253,3 +317,40 @@ def test_full_disk_refuses_entries_and_loses_nothing(tiny_disk: Path) -> None:
         got += [m.body for m in backend.receive(100, 60)]
     assert sorted(got) == accepted
     assert _files(tiny_disk / "tqo" / "tmp") == []
+
+
+def _fail_from(call: int, real: Callable[..., None]) -> Callable[..., None]:
+    """``real``, failing with ENOSPC from its ``call``-th call on."""
+    calls = itertools.count(1)
+
+    def fake(*args: object, **kwargs: object) -> None:
+        if next(calls) >= call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(*args, **kwargs)
+
+    return fake
+
+
+@pytest.mark.parametrize("tmpfile", [True, False], ids=["o_tmpfile", "rename"])
+@pytest.mark.parametrize("batch", [5, 40])
+@pytest.mark.parametrize("failing", ["task", "movement"])
+def test_a_failed_write_keeps_the_written_prefix_and_leaves_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmpfile: bool, batch: int, failing: str
+) -> None:
+    monkeypatch.setattr(fq_module, "supports_tmpfile", lambda dir_fd, scratch_dir_fd: tmpfile)
+    stop = batch - 2
+    if failing == "movement":
+        monkeypatch.setattr(fq_writer, "_write_movement", _fail_from(stop + 1, fq_writer._write_movement))
+    else:
+        monkeypatch.setattr(fq_writer, "_write_task_file", _fail_from(stop + 1, fq_writer._write_task_file))
+    backend = FileQueueBackend.from_url(f"fq://{tmp_path}")
+    bodies = [f"{i:03d}" for i in range(batch)]
+    failures = backend.send_batch(bodies)
+    assert [f.index for f in failures] == list(range(stop, batch))
+    assert all(f.retryable and "No space left" in f.message for f in failures)
+    names = _files(tmp_path / "queue")
+    assert len(names) == stop
+    assert _files(tmp_path / "movement") == sorted(n.split("--")[1][: -len(".json")] for n in names)
+    assert _files(tmp_path / "tqo" / "tmp") == []
+    assert (tmp_path / "insertions").read_text() == str(stop)
+    assert sorted(backend.bodies()) == bodies[:stop]

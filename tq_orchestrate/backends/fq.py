@@ -27,7 +27,10 @@ ignores. docs/fq.md states what the protocol guarantees.
 
 How this differs from upstream, without leaving its format:
 
-* A task file appears in ``queue/`` whole (written in ``tqo/tmp`` and renamed in).
+* A task file appears in ``queue/`` whole: written unnamed there and linked
+  (Linux O_TMPFILE), or where the filesystem cannot, written in ``tqo/tmp`` and
+  renamed in (NFS, most FUSE filesystems, not Linux). A producer killed mid-write
+  leaves no half-written file (an unnamed file is freed with its descriptor).
 * The rename is the lease: exactly one process wins it. A handle is the name the
   lease gave the file, so a delete or renew after another worker re-leased the
   task finds the name gone and is refused (LeaseLostError) instead of deleting
@@ -38,7 +41,6 @@ How this differs from upstream, without leaving its format:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
@@ -67,12 +69,14 @@ from ._fq.files import (
     open_directories,
     read_bytes,
     read_counter,
+    supports_tmpfile,
     unlink_quiet,
     update_counter_locked,
     write_new,
 )
 from ._fq.layout import Layout
 from ._fq.names import add_id, expiry_timestamp, new_idents, parse_name, strip_id, task_name
+from ._fq.writer import Directories, NewTask, write_tasks
 from .base import Backend, Capabilities, Counts, DeadLetter, EntryFailure, Message
 
 __all__ = ["FileQueueBackend", "queue_directory"]
@@ -143,6 +147,8 @@ class FileQueueBackend(Backend):
         self._errored: set[str] = set()
         self._ready = False
         self._legacy_checked = False
+        self._tmpfile: bool | None = None
+        """Whether task files are written unnamed in queue/ and linked (None: not probed yet)."""
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> FileQueueBackend:
@@ -203,35 +209,28 @@ class FileQueueBackend(Backend):
     def _write_tasks(self, encoded: list[tuple[int, bytes]], delay_seconds: float) -> list[EntryFailure]:
         stamp = expiry_timestamp(time.time(), delay_seconds) if delay_seconds > 0 else 0
         full = self.durability == "full"
-        written = 0
+        # lazy movement files: only a delayed task gets one at insert
+        movement = self.movement_files == "upstream" or stamp != 0
+        tasks = [
+            NewTask(task_name(stamp, ident), ident, add_id(data, ident))
+            for (_, data), ident in zip(encoded, new_idents(len(encoded)), strict=True)
+        ]
         layout = self.layout
         try:
-            with open_directories(layout.movement, layout.tmp, layout.queue) as dirs:
-                for (_, data), ident in zip(encoded, new_idents(len(encoded)), strict=True):
-                    self._write_task(dirs, task_name(stamp, ident), ident, add_id(data, ident), full)
-                    written += 1
+            with open_directories(layout.movement, layout.tmp, layout.queue) as fds:
+                dirs = Directories(*fds)
+                if self._tmpfile is None:
+                    self._tmpfile = supports_tmpfile(dirs.queue, dirs.tmp)
+                written, error = write_tasks(
+                    dirs, tasks, movement=movement, tmpfile=self._tmpfile, fsync=full
+                )
         except OSError as e:
-            if not written:
-                raise self._error("send_batch", e) from e
-            return self._count_inserts(written, full) + self._unsent(encoded[written:], e)
-        return self._count_inserts(written, full)
-
-    def _write_task(self, dirs: tuple[int, ...], name: str, ident: str, data: bytes, fsync: bool) -> None:
-        """Movement file (lazy: only for a delayed task), then the task file renamed into ``queue/``."""
-        movement, tmp, queue = dirs
-        eager = self.movement_files == "upstream" or not name.startswith("0--")
-        if eager:
-            write_new(ident, (name + "\n").encode(), fsync=fsync, dir_fd=movement)
-        try:
-            write_new(name, data, fsync=fsync, dir_fd=tmp)
-            os.rename(name, name, src_dir_fd=tmp, dst_dir_fd=queue)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name, dir_fd=tmp)
-            if eager:
-                with contextlib.suppress(OSError):
-                    os.unlink(ident, dir_fd=movement)
-            raise
+            raise self._error("send_batch", e) from e
+        if error is None:
+            return self._count_inserts(written, full)
+        if not written:
+            raise self._error("send_batch", error) from error
+        return self._count_inserts(written, full) + self._unsent(encoded[written:], error)
 
     def _unsent(self, rest: list[tuple[int, bytes]], error: OSError) -> list[EntryFailure]:
         reason = self._error("send_batch", error)

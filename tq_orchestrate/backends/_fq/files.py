@@ -24,7 +24,9 @@ __all__ = [
     "read_bytes",
     "read_counter",
     "unlink_quiet",
+    "supports_tmpfile",
     "update_counter_locked",
+    "write_linked",
     "write_new",
 ]
 
@@ -73,6 +75,58 @@ def write_new(path: str, data: bytes, *, fsync: bool = False, dir_fd: int | None
             os.unlink(path, dir_fd=dir_fd)
         raise
     os.close(fd)
+
+
+_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_TMPFILE_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL, errno.ENOENT})
+"""What open(O_TMPFILE) fails with where the filesystem (NFS, FUSE) or the kernel cannot."""
+_PROC_FD = "/proc/self/fd"
+
+
+def supports_tmpfile(dir_fd: int, scratch_dir_fd: int) -> bool:
+    """Whether :func:`write_linked` works in the directory ``dir_fd`` (Linux, a local filesystem).
+
+    Writes one unnamed file there and links it into ``scratch_dir_fd`` (a directory
+    nobody lists, on the same filesystem), then removes it: the whole path,
+    including /proc, which a container may hide.
+    """
+    if not _TMPFILE or not os.path.isdir(_PROC_FD):
+        return False
+    try:
+        fd = os.open(".", _TMPFILE | os.O_WRONLY | os.O_CLOEXEC, _MODE, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in _TMPFILE_UNSUPPORTED:
+            return False
+        raise
+    probe = f".tmpfile-probe-{os.getpid()}-{time.time_ns()}"
+    try:
+        os.link(f"{_PROC_FD}/{fd}", probe, dst_dir_fd=scratch_dir_fd, follow_symlinks=True)
+    except OSError:
+        return False  # the rename fallback works wherever the rest of the queue does
+    finally:
+        os.close(fd)
+    os.unlink(probe, dir_fd=scratch_dir_fd)
+    return True
+
+
+def write_linked(name: str, data: bytes, *, dir_fd: int, fsync: bool = False) -> None:
+    """Create ``name`` in the directory ``dir_fd`` holding ``data``, never seen partly written.
+
+    The data goes into an unnamed file (O_TMPFILE) that is then given its name with
+    one ``linkat`` (through /proc, which needs no privilege): one directory entry
+    operation, where a write elsewhere and a rename take two directories' locks.
+    ``name`` must not exist (FileExistsError). Check :func:`supports_tmpfile` first.
+    """
+    fd = os.open(".", _TMPFILE | os.O_WRONLY | os.O_CLOEXEC, _MODE, dir_fd=dir_fd)
+    try:
+        written = os.write(fd, data)
+        if written != len(data):
+            _write_all(fd, data[written:])
+        if fsync:
+            os.fsync(fd)
+        os.link(f"{_PROC_FD}/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+    finally:
+        os.close(fd)  # an unlinked file's space is freed here
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ Upstream's part (python-task-queue reads and writes these)::
 Ours (upstream never looks at ``DIR/tqo``)::
 
     DIR/tqo/tmp/                task files being written, renamed into queue/ whole
+                                (only where O_TMPFILE is not supported, e.g. NFS)
     DIR/tqo/receives/<id>       one byte per receive after the first (max_receives)
     DIR/tqo/errors/<id>         the last error recorded for a task
     DIR/tqo/dead/<ns>--<id>.json  a dead letter: the task file, moved whole
