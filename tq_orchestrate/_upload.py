@@ -16,13 +16,12 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-import tenacity
 
 from .backends.base import Backend, EntryFailure, SendOutcome
 from .errors import BackendError, PayloadError, PayloadTooLargeError, UploadError
@@ -44,6 +43,8 @@ class RetryPolicy:
 
     def wait_seconds(self, attempt: int) -> float:
         """Seconds to wait before try number ``attempt + 1`` (tenacity's strategy)."""
+        import tenacity  # needed only once a send failed
+
         strategy = tenacity.wait_random_exponential(
             multiplier=self.initial_seconds, max=self.max_seconds, exp_base=self.multiplier
         )
@@ -289,6 +290,15 @@ def upload(backend: Backend, tasks: Iterable[Any], encode: Encoder, **options: A
 
 _SHARD: tuple[Any, Any, float] | None = None
 """(queue, tasks, delay_seconds) inherited by forked children; never set outside an upload."""
+
+
+def default_start_method() -> str:
+    """``"fork"`` where the platform has it, else ``"spawn"``.
+
+    The same answer as ``"fork" in multiprocessing.get_all_start_methods()``
+    (every platform but Windows), without importing multiprocessing.
+    """
+    return "spawn" if sys.platform == "win32" else "fork"
 
 
 def split_ranges(total: int, parts: int) -> list[tuple[int, int]]:
