@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import ssl
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -59,6 +60,9 @@ __all__ = [
 
 DEFAULT_CONCURRENCY = 256
 """Requests in flight per process: enough to hide 20-40 ms round trips at 6,000+ calls/s."""
+
+_SYSTEM_PROXIES = ("darwin", "win32")
+"""Platforms where urllib also reads proxies from the system's settings."""
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 SEND_TARGET = "AmazonSQS.SendMessageBatch"
@@ -241,9 +245,14 @@ def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
 
 
 def _default_ca_bundle() -> str:
-    from botocore.httpsession import get_cert_path
+    """certifi's bundle, else botocore's own, as botocore does (certifi without importing botocore)."""
+    try:
+        import certifi
+    except ImportError:
+        from botocore.httpsession import get_cert_path
 
-    return str(get_cert_path(True))  # certifi's bundle, else botocore's own, as botocore does
+        return str(get_cert_path(True))
+    return str(certifi.where())
 
 
 def _quote_path(path: str) -> str:
@@ -254,6 +263,11 @@ def _quote_path(path: str) -> str:
 
 def proxy_for(url: str) -> bool:
     """True when the environment configures an HTTP(S) proxy for ``url``."""
+    if (
+        not any(name.lower().endswith("_proxy") for name in os.environ)
+        and sys.platform not in _SYSTEM_PROXIES
+    ):
+        return False  # what urllib.request.getproxies() says here, without importing it
     import urllib.request
     from urllib.parse import urlsplit
 
