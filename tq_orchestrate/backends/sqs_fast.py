@@ -38,7 +38,7 @@ import orjson
 
 from ..errors import BackendError, ConfigurationError
 from ._aws import check_endpoint
-from ._http11 import BlockingConnection, HttpPool, HttpResponse, TransportError
+from ._http_blocking import BlockingConnection, HttpResponse, TransportError
 from ._sigv4 import FrozenCredentials, SigV4Signer, amz_date
 from ._sqs.protocol import ErrorReply, FifoIds, batch_failures, error_for, send_entries
 from ._sqs.retry import RetryPolicy
@@ -47,6 +47,7 @@ from .base import SendOutcome
 
 if TYPE_CHECKING:
     from ._aws import AwsTarget
+    from ._http11 import HttpPool
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,11 @@ class FastSender:
             f"Content-Type: {CONTENT_TYPE}\r\nX-Amz-Target: {SEND_TARGET}\r\n"
             "User-Agent: tq-orchestrate\r\n"
         )
+        from ._http11 import HttpPool  # asyncio: only an upload needs it
+
         tls = _tls_context(target.ca_bundle) if target.scheme == "https" else None
         self.concurrency = max(1, concurrency)
-        self._pool = HttpPool(
+        self._pool: HttpPool = HttpPool(
             target.hostname,
             target.port,
             max_connections=self.concurrency,
