@@ -43,12 +43,9 @@ leased messages cannot be listed, so :meth:`SQSBackend.release_all` is refused;
 from __future__ import annotations
 
 import hashlib
-import importlib
 import itertools
 import logging
 import os
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -225,10 +222,10 @@ class SQSBackend(Backend):
         """The bulk upload engine chosen by the ``engine`` option (see the module docstring).
 
         The fast sender's HTTP engine (asyncio, ~15 ms) is imported in a
-        background thread while the queue is resolved (GetQueueUrl's round trip).
+        background thread during GetQueueUrl's round trip, when it is asked.
         """
         if self.options.engine != "boto3":
-            prefetch_modules("tq_orchestrate.backends._http11")
+            self._connections.prefetch_during_lookup = ("tq_orchestrate.backends._http11",)
         if self.engine == "fast":
             from .sqs_fast import DEFAULT_CONCURRENCY, FastSender
 
@@ -500,26 +497,6 @@ class SQSBackend(Backend):
                 retryable=any(f.retryable for f in failures),
             )
         return len(sent)
-
-
-def prefetch_modules(*names: str) -> None:
-    """Import ``names`` in a daemon thread, unless they are imported already.
-
-    For a module needed right after a network round trip: its import runs
-    while this thread waits. An import that fails there is simply imported
-    (and fails) again where it is used.
-    """
-    missing = [name for name in names if name not in sys.modules]
-    if missing:
-        threading.Thread(target=_import_quietly, args=(missing,), name="tqo-prefetch", daemon=True).start()
-
-
-def _import_quietly(names: list[str]) -> None:
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception:  # reported where the module is used
-            log.debug("prefetching %s failed", name, exc_info=True)
 
 
 def _is_client_error(error: Exception) -> bool:

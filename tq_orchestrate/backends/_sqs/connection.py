@@ -7,7 +7,10 @@ resolved engine names (:func:`.transports.open_transport`).
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -28,7 +31,9 @@ from .transports import translate as _translate
 if TYPE_CHECKING:
     from ..sqs_fast import FastClient
 
-__all__ = ["Clients", "QueueConnection"]
+__all__ = ["Clients", "QueueConnection", "prefetch_modules"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class QueueConnection:
         self._target: AwsTarget | None = None
         self._lookup_client: FastClient | None = None
         """The FastClient that asked GetQueueUrl, handed on to the transport."""
+        self.prefetch_during_lookup: tuple[str, ...] = ()
+        """Modules to import in the background while the fast engine asks GetQueueUrl."""
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():  # forked: never share a client, a socket or a lock
@@ -123,6 +130,7 @@ class QueueConnection:
         queue_url = self.address.queue_url
         if queue_url is None:
             client = self._fast_client_for(found)
+            prefetch_modules(*self.prefetch_during_lookup)
             queue_url = str(client.call("GetQueueUrl", {"QueueName": self.address.name})["QueueUrl"])
             client.queue_url = queue_url
             self._lookup_client = client
@@ -229,3 +237,23 @@ def _without_validation(settings: AwsSettings, client: Any) -> Any:
         endpoint_url=client.meta.endpoint_url,
         config=client.meta.config.merge(Config(parameter_validation=False)),
     )
+
+
+def prefetch_modules(*names: str) -> None:
+    """Import ``names`` in a daemon thread, unless they are imported already.
+
+    For a module needed right after a network round trip: its import runs
+    while this thread waits. An import that fails there is simply imported
+    (and fails) again where it is used.
+    """
+    missing = [name for name in names if name not in sys.modules]
+    if missing:
+        threading.Thread(target=_import_quietly, args=(missing,), name="tqo-prefetch", daemon=True).start()
+
+
+def _import_quietly(names: list[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # reported where the module is used
+            log.debug("prefetching %s failed", name, exc_info=True)
