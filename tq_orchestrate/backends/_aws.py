@@ -33,13 +33,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from botocore.credentials import ReadOnlyCredentials
     from botocore.session import Session
 
@@ -168,6 +169,8 @@ def secret_file_candidates() -> list[Path]:
     python-task-queue's places: ``~/.cloudvolume/secrets/``, ``/`` and
     ``~/.cloudfiles/secrets/``. ``~`` follows ``HOME``.
     """
+    from pathlib import Path  # only when credentials are looked for there (~2 ms of every import)
+
     paths: list[Path] = []
     override = os.environ.get(CLOUD_VOLUME_DIR_ENV)
     if override:

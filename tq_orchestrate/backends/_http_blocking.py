@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import socket
-import ssl
 import time
 from collections.abc import Callable
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+
+if TYPE_CHECKING:
+    import ssl
 
 _MAX_HEAD_BYTES = 64 * 1024
 
@@ -122,7 +124,7 @@ class BlockingConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
-        except (OSError, ssl.SSLError) as e:
+        except OSError as e:  # ssl.SSLError included
             raise TransportError(
                 f"cannot connect to {self.host}:{self.port}: {type(e).__name__}: {e}", maybe_delivered=False
             ) from e

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import ssl
 import sys
 import threading
 import weakref
@@ -46,6 +45,8 @@ from ._sqs.transports import Transport
 from .base import SendOutcome
 
 if TYPE_CHECKING:
+    import ssl
+
     from ._aws import AwsTarget
     from ._http11 import HttpPool
 
@@ -241,6 +242,8 @@ def _as_backend_error(error: BaseException, queue_url: str) -> BaseException:
 
 
 def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    import ssl  # plain-http endpoints (emulators) never need it
+
     cafile = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or _default_ca_bundle()
     context = ssl.create_default_context(cafile=cafile)
     context.set_alpn_protocols(["http/1.1"])
