@@ -131,7 +131,11 @@ class QueueConnection:
         if queue_url is None:
             client = self._fast_client_for(found)
             prefetch_modules(*self.prefetch_during_lookup)
-            queue_url = str(client.call("GetQueueUrl", {"QueueName": self.address.name})["QueueUrl"])
+            try:
+                queue_url = str(client.call("GetQueueUrl", {"QueueName": self.address.name})["QueueUrl"])
+            except BaseException:  # no queue, no credentials...: nothing stays open
+                client.close()
+                raise
             client.queue_url = queue_url
             self._lookup_client = client
         return replace(found, queue_url=queue_url)
@@ -168,6 +172,7 @@ class QueueConnection:
             clients, self._clients = self._clients, None
             transport, self._transport = self._transport, None
             lookup, self._lookup_client = self._lookup_client, None
+            self._target = None  # resolved again on reuse, as the clients are
         if lookup is not None:
             lookup.close()
         if clients is not None:
