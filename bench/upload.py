@@ -1,6 +1,9 @@
 """Upload throughput into SQS: python-task-queue vs our boto3 engine vs our fast engine.
 
 Run: ``python bench/upload.py [--quick] [--rounds 3]`` (see ``--help``). Not a test.
+``--small --rounds 5 --latencies 20`` times small uploads (1,000 and 10,000
+prebuilt tasks) from ``TaskQueue('sqs://name')`` to ``insert_all`` returning, in
+a fresh process each, set-up included; imports are timed apart.
 
 Two in-memory SQS stand-ins (``python -m tq_orchestrate.testing.sqs_server``,
 one with 0 ms and one with 20 ms of latency per response) run as their own
@@ -114,6 +117,82 @@ def run_client(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_small_client(spec: dict[str, Any]) -> dict[str, Any]:
+    """A small upload as a fresh process does it: import, build the tasks, then time
+    ``TaskQueue('sqs://name')`` through ``insert_all`` returning (set-up included).
+
+    Each client imports only its own package (the task class is defined here, not
+    in :mod:`bench._tasks`, which imports both).
+    """
+    client, n = spec["client"], int(spec["tasks"])
+    start = time.perf_counter()
+    if client == "python-task-queue":
+        import taskqueue
+
+        imported = time.perf_counter() - start
+
+        class UpstreamNoopTask(taskqueue.RegisteredTask):  # type: ignore[misc]
+            def __init__(self, n: int = 0, label: str = "") -> None:
+                super().__init__(n, label)
+
+        tasks: list[Any] = [UpstreamNoopTask(i, "block-0/tile") for i in range(n)]
+        start = time.perf_counter()
+        inserted = taskqueue.TaskQueue(f"sqs://{QUEUE}", progress=False).insert(tasks, total=n)
+    else:
+        import tq_orchestrate
+
+        imported = time.perf_counter() - start
+
+        class NoopTask(tq_orchestrate.RegisteredTask):
+            def __init__(self, n: int = 0, label: str = "") -> None:
+                super().__init__(n, label)
+
+        tasks = [NoopTask(i, "block-0/tile") for i in range(n)]
+        start = time.perf_counter()
+        inserted = tq_orchestrate.TaskQueue(f"sqs://{QUEUE}", progress=False).insert_all(tasks)
+    seconds = time.perf_counter() - start
+    if inserted != n:
+        raise SystemExit(f"{client}: inserted {inserted} of {n}")
+    return {"seconds": seconds, "import_seconds": imported, "rate": n / seconds}
+
+
+def small_main(args: argparse.Namespace) -> None:
+    """``--small``: 1,000 and 10,000 prebuilt tasks, fresh process each, interleaved rounds."""
+    sizes = [int(x) for x in args.small_sizes.split(",")]
+    clients = ("python-task-queue", "tq-orchestrate")
+    latency = int(args.latencies.split(",")[-1])
+    server = start_server(latency)
+    results: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    try:
+        for round_no in range(1, args.rounds + 1):
+            for n in sizes:
+                for client in clients:
+                    result = measure(server, {"client": client, "tasks": n, "small": True}, timeout=300)
+                    results[(client, n)].append(result)
+                    print(f"round {round_no}: {client:18} {n:7,d} tasks {1000 * result['seconds']:8.0f} ms  "
+                          f"(import {1000 * result['import_seconds']:.0f} ms, load {result['load']:.1f})",
+                          file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        server.proc.terminate()
+        server.proc.wait(30)
+    print(f"\nSmall uploads from a fresh process, {latency} ms stand-in, median of {args.rounds} "
+          "interleaved rounds;\ntime from TaskQueue(...) to insert_all returning "
+          "(imports reported apart)\n")  # fmt: skip
+    print(f"{'tasks':>7}  {'client':18} {'upload ms':>10} {'import ms':>10} {'vs upstream':>12}")
+    for n in sizes:
+        base = results[("python-task-queue", n)]
+        for client in clients:
+            runs = results[(client, n)]
+            ms = 1000 * statistics.median(r["seconds"] for r in runs)
+            imp = 1000 * statistics.median(r["import_seconds"] for r in runs)
+            ratio = ""
+            if client != "python-task-queue":
+                pairs = zip(runs, base, strict=True)
+                value = statistics.median(b["seconds"] / r["seconds"] for r, b in pairs)
+                ratio = f"{value:.1f}x"
+            print(f"{n:7,d}  {client:18} {ms:10.0f} {imp:10.0f} {ratio:>12}")
+
+
 # -- the driver ------------------------------------------------------------------------------------------
 
 
@@ -192,10 +271,18 @@ def main() -> None:
     parser.add_argument(
         "--rss-tasks", type=int, default=1_000_000, help="tasks in the peak-RSS run (0: skip)"
     )
+    parser.add_argument(
+        "--small", action="store_true", help="small uploads from fresh processes (set-up included)"
+    )
+    parser.add_argument("--small-sizes", default="1000,10000", help="tasks per small upload")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_client(json.loads(args.child))))
+        spec = json.loads(args.child)
+        print(json.dumps(run_small_client(spec) if spec.get("small") else run_client(spec)))
+        return
+    if args.small:
+        small_main(args)
         return
 
     scale = 0.25 if args.quick else 1.0

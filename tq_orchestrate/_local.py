@@ -8,18 +8,14 @@ objects inserted into a queue are the upstream ones its executor admits.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
-
-from tqdm import tqdm
 
 from . import _task, _upstream
 from ._payload import ArrayFormat, check_array_format
+from ._progress import Bar, progress_bar
 from ._task import as_tasks, totask
-from ._upload import reset_signals
+from ._upload import default_start_method, reset_signals
 from .errors import TaskExecutionError, TaskQueueError
 
 _CHUNK = 512
@@ -57,9 +53,7 @@ class LocalTaskQueue:
         self.parallel = int(parallel)
         self.progress = progress
         self.array_format = check_array_format(array_format)
-        self.start_method = start_method or (
-            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        )
+        self.start_method = start_method or default_start_method()
         self.queue_name = queue_name or "local"
         self.queue_server = queue_server
         self._pending: list[Pending] = []
@@ -118,7 +112,7 @@ class LocalTaskQueue:
         bodies, self._pending = self._pending, []
         workers = self.parallel if parallel is None else max(1, int(parallel))
         admit = frozenset(self._admit)
-        with tqdm(total=len(bodies), desc="Tasks", unit="task", disable=not progress) as bar:
+        with progress_bar(total=len(bodies), desc="Tasks", unit="task", show=bool(progress)) as bar:
             if workers == 1 or len(bodies) <= 1:
                 for item in bodies:
                     _run_one(item, admit)
@@ -127,8 +121,12 @@ class LocalTaskQueue:
                 self._run_pool(bodies, workers, bar, admit)
         return len(bodies)
 
-    def _run_pool(self, bodies: list[Pending], workers: int, bar: tqdm[Any], admit: frozenset[str]) -> None:
+    def _run_pool(self, bodies: list[Pending], workers: int, bar: Bar, admit: frozenset[str]) -> None:
         chunks = [bodies[i : i + _CHUNK] for i in range(0, len(bodies), _CHUNK)]
+        import multiprocessing  # imported only for a pool: ~10 ms of every import otherwise
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
         ctx = multiprocessing.get_context(self.start_method)
         try:
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=reset_signals) as pool:

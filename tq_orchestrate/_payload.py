@@ -27,13 +27,16 @@ import binascii
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import orjson
 
 from .errors import DeserializationError, SerializationError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ArrayFormat = Literal["list", "typed"]
 ARRAY_FORMATS: tuple[str, ...] = ("list", "typed")
@@ -87,9 +90,10 @@ def _checked_text(value: str, task: str, field: str) -> str:
 
 
 def _to_jsonable_other(value: Any, task: str, field: str, array_format: ArrayFormat) -> Any:
-    if isinstance(value, np.ndarray):
+    np = sys.modules.get("numpy")  # not imported yet: no value can be a numpy object
+    if np is not None and isinstance(value, np.ndarray):
         return _encode_array(value, task, field, array_format)
-    if isinstance(value, np.generic):
+    if np is not None and isinstance(value, np.generic):
         return to_jsonable(value.item(), task, field, array_format)
     if isinstance(value, _SCALARS):  # subclasses such as IntEnum or str enums
         return to_jsonable(_plain(value), task, field, array_format)
@@ -114,6 +118,8 @@ def _encode_array(value: np.ndarray, task: str, field: str, array_format: ArrayF
     if value.dtype.hasobject or value.dtype.fields is not None:
         raise SerializationError(task, field, f"numpy arrays of dtype {value.dtype} cannot be sent")
     if array_format == "list":
+        import numpy as np
+
         if value.dtype.kind in "fc" and not np.isfinite(value).all():
             raise SerializationError(task, field, "array holds NaN or infinity (JSON has neither)")
         if value.dtype.kind == "c":
@@ -174,6 +180,8 @@ def _object_hook(obj: dict[str, Any]) -> Any:
 
 def decode_array(obj: dict[str, Any]) -> np.ndarray:
     """Rebuild a typed-format array; raise DeserializationError if it is inconsistent."""
+    import numpy as np  # imported only when a message holds a typed array
+
     spec, dims = obj["dtype"], obj["shape"]
     if not isinstance(spec, str) or not (
         isinstance(dims, list) and all(type(n) is int and n >= 0 for n in dims)

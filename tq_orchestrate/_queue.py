@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import builtins
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tqdm import tqdm
-
 from . import _task
 from ._payload import ArrayFormat, check_array_format
+from ._progress import progress_bar
 from ._task import Task, as_tasks, totask
-from ._upload import Progress, RetryPolicy, Uploader, split_ranges, upload_sharded
+from ._upload import Progress, RetryPolicy, Uploader, default_start_method, split_ranges, upload_sharded
 from .backends import known_schemes, open_backend, split_scheme
 from .backends.base import Backend, Counts, DeadLetter, Message
 from .errors import (
@@ -78,7 +76,7 @@ class TaskQueue:
         self.array_format = check_array_format(array_format)
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
-        self.start_method = start_method or _default_start_method()
+        self.start_method = start_method or default_start_method()
         self.backend_options = backend_options
         self._backend: Backend | None = None
         self._pid = os.getpid()
@@ -171,7 +169,7 @@ class TaskQueue:
         if total is None and hasattr(tasks, "__len__"):
             total = len(tasks)  # type: ignore[arg-type]
         show = self.progress if progress is None else progress
-        with tqdm(total=total, desc="Inserting", unit="task", disable=not show) as bar:
+        with progress_bar(total=total, desc="Inserting", unit="task", show=bool(show)) as bar:
             if parallel is True:
                 parallel = os.cpu_count() or 1
             if parallel > 1 and _sliceable(tasks) and total and _slices_ok(tasks, total, parallel):
@@ -373,10 +371,6 @@ def _short_name(url: str) -> str:
 
 def _rebuild(url: str, options: dict[str, Any]) -> TaskQueue:
     return TaskQueue(url, **options)
-
-
-def _default_start_method() -> str:
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _sliceable(tasks: Any) -> bool:

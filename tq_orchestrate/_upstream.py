@@ -23,8 +23,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
-
 from .errors import SerializationError, UnsafeTaskError
 
 _ADMITTED: set[str] = set()
@@ -148,6 +146,9 @@ def function_task(fn: Any, ident: Any = -1) -> Any:
 
 
 def _numpy_default(value: Any) -> Any:
+    np = sys.modules.get("numpy")  # not imported yet: no value can be a numpy object
+    if np is None:
+        raise TypeError(f"values of type {type(value).__name__} cannot be sent in a payload")
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.integer):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import pickle
+import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -317,3 +319,97 @@ def test_options_reach_a_spawned_process(moto_server: str) -> None:
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:  # type: ignore[arg-type]
         assert pool.submit(_send_from_child, backend, ["from the child"]).result(timeout=60) == []
     assert [m.body for m in backend.receive(1, 30)] == ["from the child"]
+
+
+# -- without botocore: what the environment alone decides --------------------------------
+
+
+def _botocore_answer(url: str, **options: Any) -> tuple[str, str]:
+    settings = resolve_settings(url, **options)
+    client = settings.create_client()
+    try:
+        return settings.region, client.meta.endpoint_url
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "options"),
+    [
+        ({}, {}),
+        ({"AWS_DEFAULT_REGION": "eu-central-1"}, {}),
+        ({"AWS_REGION": "ap-southeast-2"}, {}),
+        ({"AWS_DEFAULT_REGION": "sa-east-1"}, {"region": "us-west-2"}),
+        ({"AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9324"}, {}),
+        ({"AWS_ENDPOINT_URL": "http://localhost:4566"}, {}),
+        ({"AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:1"}, {"endpoint_url": "http://127.0.0.1:2"}),
+        ({"AWS_SESSION_TOKEN": "token-from-env"}, {}),
+    ],
+)
+def test_environment_target_is_what_botocore_resolves(
+    aws_env: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], options: dict[str, Any]
+) -> None:
+    from tq_orchestrate.backends._aws import environment_target, parse_queue_url
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for url in ("sqs://jobs", AWS_URL):
+        found = environment_target(parse_queue_url(url), **options)
+        assert found is not None
+        assert (found.region, found.endpoint_url) == _botocore_answer(url, **options)
+        frozen = resolve_settings(url).session.get_credentials().get_frozen_credentials()
+        mine = found.frozen_credentials()
+        assert (mine.access_key, mine.secret_key, mine.token) == tuple(frozen)[:3]
+
+
+@pytest.mark.parametrize(
+    ("env", "options"),
+    [
+        ({"AWS_PROFILE": "other"}, {}),
+        ({}, {"profile": "other"}),
+        ({"AWS_USE_FIPS_ENDPOINT": "true"}, {}),
+        ({"AWS_DEFAULT_REGION": "cn-north-1"}, {}),
+        ({"AWS_DEFAULT_REGION": "us-gov-west-1"}, {}),
+        ({"AWS_CREDENTIAL_EXPIRATION": "2030-01-01T00:00:00Z"}, {}),
+        ({"AWS_ACCESS_KEY_ID": ""}, {}),
+        ({"AWS_ENDPOINT_URL_SQS": ""}, {}),
+    ],
+)
+def test_environment_target_leaves_the_rest_to_botocore(
+    aws_env: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], options: dict[str, Any]
+) -> None:
+    from tq_orchestrate.backends._aws import environment_target, parse_queue_url
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert environment_target(parse_queue_url("sqs://jobs"), **options) is None
+
+
+@pytest.mark.parametrize("kind", ["config", "credentials"])
+def test_an_aws_file_with_content_leaves_it_to_botocore(aws_env: Path, kind: str) -> None:
+    from tq_orchestrate.backends._aws import environment_target, parse_queue_url
+
+    (aws_env / f"aws-{kind}").write_text("[default]\nregion = eu-west-1\n")
+    assert environment_target(parse_queue_url("sqs://jobs")) is None
+
+
+def test_fast_upload_from_the_environment_imports_no_botocore(aws_env: Path) -> None:
+    """GetQueueUrl and the upload go through the fast engine; the queue URL is botocore's."""
+    from tq_orchestrate.testing.sqs_server import SqsStandIn
+
+    code = (
+        "import sys\n"
+        "from tq_orchestrate import PrintTask, TaskQueue\n"
+        "q = TaskQueue('sqs://jobs', progress=False)\n"
+        "assert q.insert_all([PrintTask(str(i)) for i in range(25)]) == 25\n"
+        "assert 'botocore' not in sys.modules, 'botocore imported'\n"
+        "print(q.backend.target.queue_url)\n"
+    )
+    with SqsStandIn() as server:
+        expected = server.create_queue("jobs")
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env["AWS_ENDPOINT_URL_SQS"] = server.endpoint_url
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
+        assert len(server.bodies("jobs")) == 25

@@ -124,6 +124,16 @@ def test_every_body_arrives_exactly_once(standin: SqsStandIn) -> None:
     assert standin.stats.requests["SendMessageBatch"] == len(batches)
 
 
+def test_connections_open_as_batches_go_out_not_up_front(standin: SqsStandIn) -> None:
+    """A small upload with the default cap (256) opens a connection per batch in flight, no more."""
+    url = standin.create_queue("few")
+    sender = FastSender(target_for(url, standin.endpoint_url))
+    assert sender.connections_opened == 0
+    outcomes = send_all(sender, make_batches(3))
+    assert outcomes == [[], [], []]
+    assert 1 <= sender.connections_opened <= 3
+
+
 def test_server_closing_keep_alive_connections(standin: SqsStandIn) -> None:
     url = standin.create_queue("closing")
     standin.faults = Faults(close_after_requests=3, operations=frozenset())

@@ -33,13 +33,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from botocore.credentials import ReadOnlyCredentials
     from botocore.session import Session
 
@@ -47,9 +48,11 @@ __all__ = [
     "DEFAULT_REGION",
     "AwsSettings",
     "AwsTarget",
+    "EnvironmentCredentials",
     "QueueAddress",
     "SecretFile",
     "check_endpoint",
+    "environment_target",
     "is_loopback_host",
     "load_secret_file",
     "make_session",
@@ -166,6 +169,8 @@ def secret_file_candidates() -> list[Path]:
     python-task-queue's places: ``~/.cloudvolume/secrets/``, ``/`` and
     ``~/.cloudfiles/secrets/``. ``~`` follows ``HOME``.
     """
+    from pathlib import Path  # only when credentials are looked for there (~2 ms of every import)
+
     paths: list[Path] = []
     override = os.environ.get(CLOUD_VOLUME_DIR_ENV)
     if override:
@@ -330,9 +335,12 @@ class AwsTarget:
     region: str
     endpoint_url: str
     """``scheme://host[:port]`` the requests go to (AWS JSON 1.0, ``POST /``)."""
-    session: Session = field(repr=False, compare=False)
+    session: Session | None = field(repr=False, compare=False)
+    """The botocore session whose credentials sign requests (None: ``credentials``)."""
     ca_bundle: str | None = None
     """A CA bundle path from ``AWS_CA_BUNDLE`` / the profile, for TLS verification."""
+    credentials: EnvironmentCredentials | None = field(default=None, repr=False, compare=False)
+    """Static credentials read from the environment, used when ``session`` is None."""
 
     @property
     def scheme(self) -> str:
@@ -370,9 +378,121 @@ class AwsTarget:
         """True for FIFO queues."""
         return self.queue_name.endswith(".fifo")
 
-    def frozen_credentials(self) -> ReadOnlyCredentials:
+    def frozen_credentials(self) -> ReadOnlyCredentials | EnvironmentCredentials:
         """The current credentials (access key, secret key, token), refreshed if due."""
+        if self.session is None:
+            if self.credentials is None:
+                raise ConfigurationError("no AWS credentials available for SQS")
+            return self.credentials
         credentials = self.session.get_credentials()
         if credentials is None:
             raise ConfigurationError("no AWS credentials available for SQS")
         return credentials.get_frozen_credentials()
+
+
+# -- the environment alone ----------------------------------------------------------
+
+_CREDENTIAL_FILES = (
+    ("AWS_CONFIG_FILE", "~/.aws/config"),
+    ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+)
+_BOTOCORE_ONLY_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+)
+"""Set, any of these asks for botocore's own reading of the configuration."""
+_REGION_NAME = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?$")
+"""botocore's check of a region name."""
+_COMMERCIAL_REGION = re.compile(r"^(?:us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-[0-9]+$")
+"""Regions of the ``aws`` partition, whose SQS endpoint is ``https://sqs.<region>.amazonaws.com``."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentCredentials:
+    """Static credentials from ``AWS_ACCESS_KEY_ID`` & co. (botocore's names for them)."""
+
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+def environment_target(
+    address: QueueAddress,
+    *,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    profile: str | None = None,
+    allow_insecure_http: bool = False,
+) -> AwsTarget | None:
+    """The target botocore would resolve, when the environment alone decides it; else None.
+
+    Importing botocore and building a client cost about 150 ms, most of a small
+    upload. This answers without botocore only where botocore's answer is
+    certain: credentials in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+    (botocore's first provider; not expiring), no ``profile``, no AWS config
+    or shared credentials file with content (they could name a region, an
+    endpoint or a CA bundle), and none of :data:`_BOTOCORE_ONLY_ENV`. The
+    endpoint is the ``endpoint_url`` option, an emulator's queue URL,
+    ``AWS_ENDPOINT_URL_SQS``, ``AWS_ENDPOINT_URL``, or a commercial region's
+    ``https://sqs.<region>.amazonaws.com``; anything else (China, GovCloud, ISO
+    regions) is left to botocore. The queue URL is left empty: the caller
+    fills it in.
+    """
+    credentials = _environment_credentials()
+    if profile is not None or credentials is None or not _nothing_else_configured():
+        return None
+    chosen = region or address.region or _env("AWS_REGION") or _env("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    if not _REGION_NAME.match(chosen):
+        return None  # botocore's error for it
+    endpoint = (
+        endpoint_url
+        or address.endpoint_url
+        or _env("AWS_ENDPOINT_URL_SQS")
+        or _env("AWS_ENDPOINT_URL")
+        or (f"https://sqs.{chosen}.amazonaws.com" if _COMMERCIAL_REGION.match(chosen) else None)
+    )
+    if endpoint is None:
+        return None
+    check_endpoint(endpoint, allow_insecure_http)
+    return AwsTarget(
+        queue_url="",
+        queue_name=address.name,
+        region=chosen,
+        endpoint_url=endpoint,
+        session=None,
+        ca_bundle=_env("AWS_CA_BUNDLE"),
+        credentials=credentials,
+    )
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _environment_credentials() -> EnvironmentCredentials | None:
+    access, secret = _env("AWS_ACCESS_KEY_ID"), _env("AWS_SECRET_ACCESS_KEY")
+    if access is None or secret is None:
+        return None
+    token = _env("AWS_SECURITY_TOKEN") or _env("AWS_SESSION_TOKEN")  # botocore's order
+    return EnvironmentCredentials(access, secret, token)
+
+
+def _nothing_else_configured() -> bool:
+    """No variable that botocore reads beyond ours is set, and its files are empty or absent."""
+    if any(name in os.environ for name in _BOTOCORE_ONLY_ENV):
+        return False
+    for name in ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        if name in os.environ and not os.environ[name]:
+            return False  # set but empty: botocore's reading of it decides
+    for variable, default in _CREDENTIAL_FILES:
+        path = os.path.expanduser(os.environ.get(variable) or default)
+        try:
+            if os.path.getsize(path) > 0:
+                return False
+        except OSError:  # absent
+            continue
+    return True

@@ -51,8 +51,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-import botocore.exceptions
-
 from ..errors import BackendError, ConfigurationError, LeaseLostError
 from ._aws import AwsTarget, check_endpoint, parse_queue_url, resolve_settings
 from ._sqs import protocol
@@ -69,10 +67,7 @@ from ._sqs.dead_letters import (
 )
 from ._sqs.options import DEFAULT_ENGINE, ENGINES, SQSOptions, check_int
 from ._sqs.protocol import MAX_BATCH, MAX_DELAY_SECONDS, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
-from ._sqs.transports import (
-    BOTO_ERRORS,
-    error_codes,
-)
+from ._sqs.transports import boto_errors, error_codes
 from ._sqs.transports import translate as _translate
 from .base import Backend, BatchSender, Capabilities, Counts, DeadLetter, EntryFailure, Message, ThreadSender
 
@@ -87,8 +82,6 @@ __all__ = ["DEFAULT_ENGINE", "ENGINES", "SQSBackend", "SQSOptions", "ensure_queu
 FIFO_GROUPS = 16
 """Default FIFO message groups; each task's group is picked by its body hash."""
 REDRIVE_CLOCK_SKEW_MS = 5000
-
-_BOTO_ERRORS = BOTO_ERRORS
 
 
 class SQSBackend(Backend):
@@ -221,12 +214,18 @@ class SQSBackend(Backend):
         try:
             client = conn.bulk_client if bulk else conn.client
             response = client.send_message_batch(QueueUrl=conn.queue_url, Entries=entries)
-        except _BOTO_ERRORS as e:
+        except boto_errors() as e:
             raise _translate(e, "SendMessageBatch", self.address.name) from e
         return protocol.batch_failures(response, bodies)
 
     def open_sender(self, concurrency: int | None = None) -> BatchSender:
-        """The bulk upload engine chosen by the ``engine`` option (see the module docstring)."""
+        """The bulk upload engine chosen by the ``engine`` option (see the module docstring).
+
+        The fast sender's HTTP engine (asyncio, ~15 ms) is imported in a
+        background thread during GetQueueUrl's round trip, when it is asked.
+        """
+        if self.options.engine != "boto3":
+            self._connections.prefetch_during_lookup = ("tq_orchestrate.backends._http11",)
         if self.engine == "fast":
             from .sqs_fast import DEFAULT_CONCURRENCY, FastSender
 
@@ -350,12 +349,10 @@ class SQSBackend(Backend):
         conn = self._connections.clients()
         try:
             conn.client.purge_queue(QueueUrl=conn.queue_url)
-        except botocore.exceptions.ClientError as e:
-            if error_codes(e) & protocol.PURGE_BUSY_CODES:
+        except boto_errors() as e:
+            if _is_client_error(e) and error_codes(cast(Any, e)) & protocol.PURGE_BUSY_CODES:
                 self._drain(None)
                 return
-            raise _translate(e, "PurgeQueue", self.address.name) from e
-        except _BOTO_ERRORS as e:
             raise _translate(e, "PurgeQueue", self.address.name) from e
         self._memo.clear()
 
@@ -392,7 +389,7 @@ class SQSBackend(Backend):
         client = self._connections.clients().client
         try:
             url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
-        except _BOTO_ERRORS as e:
+        except boto_errors() as e:
             raise _translate(e, "GetQueueUrl", parts[5]) from e
         return str(url)
 
@@ -502,6 +499,12 @@ class SQSBackend(Backend):
         return len(sent)
 
 
+def _is_client_error(error: Exception) -> bool:
+    import botocore.exceptions
+
+    return isinstance(error, botocore.exceptions.ClientError)
+
+
 def _rebuild(url: str, options: dict[str, Any]) -> SQSBackend:
     return SQSBackend.from_url(url, **options)
 
@@ -546,7 +549,7 @@ def ensure_queue_pair(
     queue = settings.address.name
     try:
         queue_url, dlq_url = ensure_queues(client, queue, max_receives)
-    except _BOTO_ERRORS as e:
+    except boto_errors() as e:
         raise _translate(e, "CreateQueue", queue) from e
     finally:
         client.close()

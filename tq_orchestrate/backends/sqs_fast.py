@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import ssl
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -37,7 +37,7 @@ import orjson
 
 from ..errors import BackendError, ConfigurationError
 from ._aws import check_endpoint
-from ._http11 import BlockingConnection, HttpPool, HttpResponse, TransportError
+from ._http_blocking import BlockingConnection, HttpResponse, TransportError
 from ._sigv4 import FrozenCredentials, SigV4Signer, amz_date
 from ._sqs.protocol import ErrorReply, FifoIds, batch_failures, error_for, send_entries
 from ._sqs.retry import RetryPolicy
@@ -45,7 +45,10 @@ from ._sqs.transports import Transport
 from .base import SendOutcome
 
 if TYPE_CHECKING:
+    import ssl
+
     from ._aws import AwsTarget
+    from ._http11 import HttpPool
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,9 @@ __all__ = [
 
 DEFAULT_CONCURRENCY = 256
 """Requests in flight per process: enough to hide 20-40 ms round trips at 6,000+ calls/s."""
+
+_SYSTEM_PROXIES = ("darwin", "win32")
+"""Platforms where urllib also reads proxies from the system's settings."""
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 SEND_TARGET = "AmazonSQS.SendMessageBatch"
@@ -106,9 +112,11 @@ class FastSender:
             f"Content-Type: {CONTENT_TYPE}\r\nX-Amz-Target: {SEND_TARGET}\r\n"
             "User-Agent: tq-orchestrate\r\n"
         )
+        from ._http11 import HttpPool  # asyncio: only an upload needs it
+
         tls = _tls_context(target.ca_bundle) if target.scheme == "https" else None
         self.concurrency = max(1, concurrency)
-        self._pool = HttpPool(
+        self._pool: HttpPool = HttpPool(
             target.hostname,
             target.port,
             max_connections=self.concurrency,
@@ -234,6 +242,8 @@ def _as_backend_error(error: BaseException, queue_url: str) -> BaseException:
 
 
 def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    import ssl  # plain-http endpoints (emulators) never need it
+
     cafile = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or _default_ca_bundle()
     context = ssl.create_default_context(cafile=cafile)
     context.set_alpn_protocols(["http/1.1"])
@@ -241,9 +251,14 @@ def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
 
 
 def _default_ca_bundle() -> str:
-    from botocore.httpsession import get_cert_path
+    """certifi's bundle, else botocore's own, as botocore does (certifi without importing botocore)."""
+    try:
+        import certifi
+    except ImportError:
+        from botocore.httpsession import get_cert_path
 
-    return str(get_cert_path(True))  # certifi's bundle, else botocore's own, as botocore does
+        return str(get_cert_path(True))
+    return str(certifi.where())
 
 
 def _quote_path(path: str) -> str:
@@ -254,6 +269,11 @@ def _quote_path(path: str) -> str:
 
 def proxy_for(url: str) -> bool:
     """True when the environment configures an HTTP(S) proxy for ``url``."""
+    if (
+        not any(name.lower().endswith("_proxy") for name in os.environ)
+        and sys.platform not in _SYSTEM_PROXIES
+    ):
+        return False  # what urllib.request.getproxies() says here, without importing it
     import urllib.request
     from urllib.parse import urlsplit
 

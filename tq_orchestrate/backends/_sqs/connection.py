@@ -7,19 +7,22 @@ resolved engine names (:func:`.transports.open_transport`).
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .._aws import AwsSettings, AwsTarget, QueueAddress, resolve_settings
+from .._aws import AwsSettings, AwsTarget, QueueAddress, environment_target, resolve_settings
 from .dead_letters import ensure_queues
 from .options import SQSOptions
 from .transports import (
-    BOTO_ERRORS,
     Boto3Transport,
     RoutedTransport,
     Transport,
+    boto_errors,
     open_transport,
     resolve_engine,
 )
@@ -28,7 +31,9 @@ from .transports import translate as _translate
 if TYPE_CHECKING:
     from ..sqs_fast import FastClient
 
-__all__ = ["Clients", "QueueConnection"]
+__all__ = ["Clients", "QueueConnection", "prefetch_modules"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,11 @@ class QueueConnection:
         self._pid = os.getpid()
         self._clients: Clients | None = None
         self._transport: Transport | None = None
+        self._target: AwsTarget | None = None
+        self._lookup_client: FastClient | None = None
+        """The FastClient that asked GetQueueUrl, handed on to the transport."""
+        self.prefetch_during_lookup: tuple[str, ...] = ()
+        """Modules to import in the background while the fast engine asks GetQueueUrl."""
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():  # forked: never share a client, a socket or a lock
@@ -62,6 +72,8 @@ class QueueConnection:
             self._pid = os.getpid()
             self._clients = None
             self._transport = None
+            self._target = None
+            self._lookup_client = None
 
     def clients(self, pool_size: int = 0, bulk: bool = False) -> Clients:
         """The clients, with at least ``pool_size`` pooled connections and, with
@@ -71,18 +83,62 @@ class QueueConnection:
         if clients is not None and clients.pool_size >= pool_size and (clients.bulk_client or not bulk):
             return clients
         with self._lock:
-            clients = self._clients
-            if clients is None or clients.pool_size < pool_size:
-                clients = self._connect(clients, pool_size)
-            if bulk and clients.bulk_client is None:
-                clients = replace(clients, bulk_client=_without_validation(clients.settings, clients.client))
-            self._clients = clients
-            return clients
+            return self.clients_locked(pool_size, bulk)
+
+    def clients_locked(self, pool_size: int = 0, bulk: bool = False) -> Clients:
+        """:meth:`clients` for a caller that holds the lock."""
+        clients = self._clients
+        if clients is None or clients.pool_size < pool_size:
+            clients = self._connect(clients, pool_size)
+        if bulk and clients.bulk_client is None:
+            clients = replace(clients, bulk_client=_without_validation(clients.settings, clients.client))
+        self._clients = clients
+        return clients
 
     def target(self) -> AwsTarget:
-        """Queue URL, endpoint, region and credentials for the fast engine."""
-        clients = self.clients()
+        """Queue URL, endpoint, region and credentials for the fast engine.
+
+        Where the environment alone decides them (:func:`.._aws.environment_target`)
+        and the fast engine is chosen, botocore is not imported and GetQueueUrl is
+        asked by the fast engine; otherwise they come from a botocore client.
+        """
+        self._check_fork()
+        target = self._target
+        if target is None:
+            with self._lock:
+                target = self._target or self._environment_target() or self._client_target()
+                self._target = target
+        return target
+
+    def _client_target(self) -> AwsTarget:
+        clients = self.clients_locked()
         return clients.settings.target(clients.queue_url, clients.client.meta.endpoint_url)
+
+    def _environment_target(self) -> AwsTarget | None:
+        opts = self.options
+        if opts.engine == "boto3" or opts.create:
+            return None
+        found = environment_target(
+            self.address,
+            region=opts.region,
+            endpoint_url=opts.endpoint_url,
+            profile=opts.profile,
+            allow_insecure_http=opts.allow_insecure_http,
+        )
+        if found is None or resolve_engine(opts.engine, found.endpoint_url) != "fast":
+            return None
+        queue_url = self.address.queue_url
+        if queue_url is None:
+            client = self._fast_client_for(found)
+            prefetch_modules(*self.prefetch_during_lookup)
+            try:
+                queue_url = str(client.call("GetQueueUrl", {"QueueName": self.address.name})["QueueUrl"])
+            except BaseException:  # no queue, no credentials...: nothing stays open
+                client.close()
+                raise
+            client.queue_url = queue_url
+            self._lookup_client = client
+        return replace(found, queue_url=queue_url)
 
     @property
     def engine(self) -> str:
@@ -115,6 +171,10 @@ class QueueConnection:
         with self._lock:
             clients, self._clients = self._clients, None
             transport, self._transport = self._transport, None
+            lookup, self._lookup_client = self._lookup_client, None
+            self._target = None  # resolved again on reuse, as the clients are
+        if lookup is not None:
+            lookup.close()
         if clients is not None:
             clients.client.close()
             if clients.bulk_client is not None:
@@ -123,10 +183,16 @@ class QueueConnection:
             transport.close()
 
     def _new_fast_client(self) -> FastClient:
+        target = self.target()
+        with self._lock:
+            client, self._lookup_client = self._lookup_client, None
+        return client or self._fast_client_for(target)
+
+    def _fast_client_for(self, target: AwsTarget) -> FastClient:
         from ..sqs_fast import FastClient
 
         return FastClient(
-            self.target(),
+            target,
             allow_insecure_http=self.options.allow_insecure_http,
             max_attempts=self.options.max_attempts,
         )
@@ -138,7 +204,8 @@ class QueueConnection:
         client = settings.create_client(
             max_pool_connections=size, retry_mode=opts.retry_mode, max_attempts=opts.max_attempts
         )
-        queue_url = old.queue_url if old else self._lookup_queue_url(client)
+        known = self._target.queue_url if self._target is not None and not opts.create else None
+        queue_url = old.queue_url if old else (known or self._lookup_queue_url(client))
         return Clients(os.getpid(), settings, client, queue_url, size)
 
     def _settings(self) -> AwsSettings:
@@ -160,7 +227,7 @@ class QueueConnection:
             if self.options.create:
                 return ensure_queues(client, name, self.options.max_receives)[0]
             return str(client.get_queue_url(QueueName=name)["QueueUrl"])
-        except BOTO_ERRORS as e:
+        except boto_errors() as e:
             raise _translate(e, operation, name) from e
 
 
@@ -175,3 +242,23 @@ def _without_validation(settings: AwsSettings, client: Any) -> Any:
         endpoint_url=client.meta.endpoint_url,
         config=client.meta.config.merge(Config(parameter_validation=False)),
     )
+
+
+def prefetch_modules(*names: str) -> None:
+    """Import ``names`` in a daemon thread, unless they are imported already.
+
+    For a module needed right after a network round trip: its import runs
+    while this thread waits. An import that fails there is simply imported
+    (and fails) again where it is used.
+    """
+    missing = [name for name in names if name not in sys.modules]
+    if missing:
+        threading.Thread(target=_import_quietly, args=(missing,), name="tqo-prefetch", daemon=True).start()
+
+
+def _import_quietly(names: list[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # reported where the module is used
+            log.debug("prefetching %s failed", name, exc_info=True)

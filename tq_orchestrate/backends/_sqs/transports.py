@@ -14,27 +14,44 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
-
-import botocore.exceptions
-from botocore.parsers import ResponseParserError
+from typing import TYPE_CHECKING, Any
 
 from ...errors import BackendError, ConfigurationError, TaskQueueError
 from .protocol import ErrorReply, error_for
 
+if TYPE_CHECKING:
+    import botocore.exceptions
+
 __all__ = [
-    "BOTO_ERRORS",
     "FAST_OPERATIONS",
     "Boto3Transport",
     "RoutedTransport",
     "Transport",
+    "boto_errors",
     "open_transport",
     "resolve_engine",
     "translate",
 ]
 
-BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
-"""What a botocore client call raises for a failed request."""
+
+def boto_errors() -> tuple[type[Exception], ...]:
+    """What a botocore client call raises for a failed request (also :data:`BOTO_ERRORS`).
+
+    A function, so that botocore is imported only by code that uses it: an
+    ``except boto_errors():`` clause is evaluated only when something was raised.
+    """
+    import botocore.exceptions
+    from botocore.parsers import ResponseParserError
+
+    return (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BOTO_ERRORS":  # the old constant, now without importing botocore at import
+        return boto_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 FAST_OPERATIONS = frozenset({"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibility"})
 """Operations the fast engine makes without botocore (the worker's hot path)."""
 
@@ -71,7 +88,7 @@ class Boto3Transport(Transport):
         method = getattr(self.client(), snake(operation))
         try:
             result: dict[str, Any] = method(**params)
-        except BOTO_ERRORS as e:
+        except boto_errors() as e:
             raise translate(e, operation, self.queue) from e
         return result
 
@@ -140,6 +157,9 @@ def error_codes(error: botocore.exceptions.ClientError) -> frozenset[str]:
 
 def translate(error: Exception, operation: str, queue: str) -> TaskQueueError:
     """Map a botocore error to the package's exception tree (never with credentials)."""
+    import botocore.exceptions
+    from botocore.parsers import ResponseParserError
+
     if isinstance(error, botocore.exceptions.ClientError):
         return error_for(ErrorReply.from_botocore(error.response), operation, queue)
     if isinstance(
