@@ -59,3 +59,21 @@ def test_a_task_whose_record_fails_is_never_deleted(tmp_path: Path, monkeypatch:
         poll(tq, burst_seconds=0, num_tasks=3, ledger_url="x://", delete_attempts=2, sleep=lambda s: None)
         counts = tq.counts()
         assert counts.visible + counts.leased == 3  # every task stays queued: it runs again later
+
+
+def test_tqo_work_and_tqo_status_speak_ledger(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tq_orchestrate.cli import cli
+
+    url = f"sqlite://{tmp_path}/q.db"
+    with TaskQueue(url) as tq:
+        _upload(tq, "b0", 4)
+    open_ledger(url).set_total("b0", 5)
+    runner = CliRunner()
+    worked = runner.invoke(cli, ["work", url, "--burst", "--ledger-url", url, "--import", "tq_orchestrate"])
+    assert worked.exit_code == 0, worked.output
+    shown = runner.invoke(cli, ["status", url, "--ledger-url", url, "--block", "b0"])
+    assert "ledger b0: total 5 completed 4 dead 0 recorded 4 missing 1 (e.g. b0#4)" in shown.output
+    as_json = runner.invoke(cli, ["status", url, "--json", "--ledger-url", url, "--block", "b0"])
+    assert '"missing sample": ["b0#4"]' in as_json.output
