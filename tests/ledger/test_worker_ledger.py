@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.test_cli import _keep_logging  # noqa: F401 - autouse: `tqo work` configures logging
 from tq_orchestrate import LedgerError, PrintTask, TaskQueue
 from tq_orchestrate.ledger import Identified, LedgerStore, open_ledger
 from tq_orchestrate.worker import poll

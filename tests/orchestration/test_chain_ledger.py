@@ -94,3 +94,22 @@ def test_workers_without_a_ledger_fall_back_to_counts_with_a_warning(tmp_path: P
     assert meta["verdict"].value.startswith("WARNING: drained by counts but the ledger has only 0 of 3")
     [check] = check_history(instance, chain, "drained")
     assert check.status.value == "FAILED"  # a WARN-severity failure: visible, not blocking
+
+
+def test_a_dead_lettered_task_is_recorded_dead_and_the_block_fails_not_sticks(
+    tmp_path: Path, instance: Any
+) -> None:
+    chain = ledger_chain(tmp_path)
+    [request] = chain.tick(instance).run_requests
+    assert chain.upload(instance, "b0", request.tags).success
+    with TaskQueue(chain.url, progress=False) as q:
+        [message] = q.receive(1, 30)
+        q.backend.dead_letter(message.handle, "ValueError: tile is corrupt")
+    work(chain)
+    halted = chain.tick(instance)
+    assert halted.skip_message.startswith("halted: block b0 failed: 1 task(s) dead-lettered")
+    figures = open_ledger(chain.url).figures("b0")
+    assert figures.complete and (len(figures.done), len(figures.dead)) == (2, 1)
+    [check] = check_history(instance, chain, "drained")
+    metadata = check.event.dagster_event.event_specific_data.metadata
+    assert metadata["dead-lettered (ledger)"].value == 1 and metadata["missing"].value == 0

@@ -77,6 +77,8 @@ class LedgerStore(abc.ABC):
     """Where records live. One instance per process; thread-safe for one writer thread."""
 
     url: str
+    read_interval_seconds: float = 0.0
+    """The chain sensor reads a block's figures at most this often (a store billed per request: > 0)."""
 
     @abc.abstractmethod
     def record(self, entries: Iterable[tuple[Identity, str]]) -> None:

@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field, replace
 import dagster as dg
 
 from ..errors import TaskQueueError
-from ..ledger import LedgerStore
+from ..ledger import BlockFigures, LedgerStore
 from .assets import BlockAssets, baseline_of, ledger_asset_metadata, status_evaluations
 from .drain import Baseline, DrainCursor, DrainState, DrainStatus, check_drain
-from .exact import check_exact
+from .exact import DEAD_LETTERS_RECORDED, check_exact, record_dead_letters
 from .resources import TaskQueueResource
 from .sensors import PARTITION_TAG, SERIES_TAG, _dead_letter_reader, new_series_id
 
@@ -268,6 +268,8 @@ class _AssetTick:
     ) -> DrainStatus:
         """Read the queue (and the ledger) every ``poll_seconds`` until a verdict or ``deadline``."""
         policy = self.queue.drain_policy()
+        figures: BlockFigures | None = None
+        read_at = float("-inf")
         with self.queue.get_queue() as queue:
             reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
             while True:
@@ -282,7 +284,17 @@ class _AssetTick:
                     sample_size=self.queue.dead_letter_sample,
                 )
                 if ledger is not None:
-                    status = check_exact(status, ledger.figures(key))
+                    if status.dead and reader is not None:
+                        record_dead_letters(ledger, key, reader(min(status.dead, DEAD_LETTERS_RECORDED)))
+                    # a paid store is read at most every read_interval_seconds, but always before a
+                    # verdict (stale figures are a subset: they can delay a block, never end it early)
+                    stale = (
+                        now - read_at >= ledger.read_interval_seconds
+                        or status.state is not DrainState.WAITING
+                    )
+                    if figures is None or stale:
+                        figures, read_at = ledger.figures(key), now
+                    status = check_exact(status, figures)
                 if status.state is not DrainState.WAITING or now + self.poll_seconds > deadline:
                     return status
                 drain = status.cursor

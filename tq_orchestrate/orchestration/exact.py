@@ -15,13 +15,19 @@ reading (:func:`~.drain.check_drain`) and the ledger's figures for the block:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from ..ledger.base import BlockFigures
+from ..backends.base import DeadLetter
+from ..ledger.base import DEAD, BlockFigures, LedgerStore
+from ..ledger.identity import identity_of
 from .drain import DrainState, DrainStatus
 
-__all__ = ["check_exact", "ledger_metadata"]
+__all__ = ["DEAD_LETTERS_RECORDED", "check_exact", "ledger_metadata", "record_dead_letters"]
+
+DEAD_LETTERS_RECORDED = 1000
+"""Dead letters read (and recorded as ``dead`` in the ledger) per failed reading at most."""
 
 MISSING_SAMPLE = 5
 """Identities of missing tasks quoted in a reason."""
@@ -54,6 +60,19 @@ def check_exact(
         f"(e.g. {', '.join(sample)}); {counted.reason}"
     )
     return replace(counted, reason=reason, ledger=data)  # WAITING, or FAILED (tasks lost)
+
+
+def record_dead_letters(ledger: LedgerStore, block: str, letters: Iterable[DeadLetter]) -> int:
+    """Record the identities of ``block``'s tasks among ``letters`` as dead-lettered; return how many.
+
+    On SQS the redrive policy, not a worker, dead-letters a task: the chain
+    sensor collects them from the dead-letter queue so the ledger holds a record
+    for every task (and names which ones died).
+    """
+    found = (identity_of(letter.body) for letter in letters)
+    entries = [(i, DEAD) for i in found if i is not None and i.block == block]
+    ledger.record(entries)
+    return len(entries)
 
 
 def ledger_metadata(status: DrainStatus) -> dict[str, Any]:
