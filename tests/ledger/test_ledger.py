@@ -108,3 +108,9 @@ def test_fq_ledger_lives_where_python_task_queue_looks_away(tmp_path: Path) -> N
 def test_unknown_ledger_scheme_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="known schemes"):
         open_ledger("redis://x")
+
+
+def test_the_queues_own_url_with_options_names_its_ledger(tmp_path: Path) -> None:
+    store = open_ledger(f"fq://{tmp_path}?movement_files=lazy")
+    store.record([(Identity("b", 0), DONE)])
+    assert (tmp_path / "tqo" / "ledger" / "b" / "parts").is_dir()

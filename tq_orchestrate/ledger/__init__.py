@@ -4,6 +4,8 @@
 
 * ``sqlite://path/queue.db``: tables in the embedded queue's own database;
 * ``fq:///dir`` (or ``fq://dir``): files in ``dir/tqo/ledger/`` beside the file queue;
+
+(a ``?query`` of the queue's URL is ignored, so the queue's URL can be passed as is);
 * ``s3://bucket/prefix[?endpoint_url=...]``: S3 objects (boto3, imported on use).
 """
 
@@ -39,14 +41,15 @@ def open_ledger(url: str) -> LedgerStore:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in SCHEMES:
         raise ConfigurationError(f"unknown ledger URL {url!r}; known schemes: {', '.join(SCHEMES)}")
+    path = rest.partition("?")[0]  # the queue's own URL may carry backend options
     if scheme == "sqlite":
         from .sqlite import SqliteLedger
 
-        return SqliteLedger(url, rest)
+        return SqliteLedger(url, path)
     if scheme == "fq":
         from .files import FileLedger
 
-        return FileLedger(url, os.path.join(rest, "tqo", "ledger"))
+        return FileLedger(url, os.path.join(path, "tqo", "ledger"))
     parts = urlsplit(url)
     if not parts.netloc:
         raise ConfigurationError(f"ledger URL {url!r} names no bucket (s3://bucket/prefix)")
