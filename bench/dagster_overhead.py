@@ -312,8 +312,11 @@ def chain_table(work: Path, blocks: int, sqs_lag: float) -> None:
 @contextlib.contextmanager
 def moto_endpoint() -> Iterator[str]:
     """moto's server (SQS and S3) over HTTP on loopback; yields its endpoint URL."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
