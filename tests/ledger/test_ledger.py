@@ -114,3 +114,23 @@ def test_the_queues_own_url_with_options_names_its_ledger(tmp_path: Path) -> Non
     store = open_ledger(f"fq://{tmp_path}?movement_files=lazy")
     store.record([(Identity("b", 0), DONE)])
     assert (tmp_path / "tqo" / "ledger" / "b" / "parts").is_dir()
+
+
+def test_a_million_task_block_merges_incrementally_through_a_parts_store(tmp_path: Path) -> None:
+    """1,000 flushes of 1,000 shuffled identities, merged in two ticks: each tick reads only new parts."""
+    store = open_ledger(f"fq://{tmp_path}")
+    order = np.random.default_rng(2).permutation(1_000_000)
+    flushes = [order[i : i + 1000] for i in range(0, 1_000_000, 1000)]
+    store.set_total("big", 1_000_000)
+    seconds = []
+    for half in (flushes[:500], flushes[500:]):
+        for chunk in half:
+            store.record([(Identity("big", int(i)), DONE) for i in chunk])
+        began = time.perf_counter()
+        figures = store.figures("big")
+        seconds.append(time.perf_counter() - began)
+    assert figures.complete and figures.recorded == 1_000_000
+    assert len(list((tmp_path / "tqo" / "ledger" / "big" / "parts").iterdir())) == 0  # compacted
+    assert (tmp_path / "tqo" / "ledger" / "big" / "merged.bin").stat().st_size < 2_000
+    print(f"merge ticks: {seconds}")
+    assert max(seconds) < 10, seconds  # a sensor tick's budget is seconds, Dagster's timeout 60 s
