@@ -23,6 +23,7 @@ from .errors import (
     TaskQueueError,
     UnknownSchemeError,
 )
+from .ledger.identity import identifying
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class TaskQueue:
     def _insert_here(self, tasks: Iterable[Any], delay_seconds: float, progress: Progress | None) -> int:
         uploader = Uploader(
             self.backend,
-            _task.encoder(self.name, self.array_format),
+            identifying(_task.encoder(self.name, self.array_format)),
             concurrency=self.concurrency,
             retry=self.retry,
             delay_seconds=delay_seconds,

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from .errors import ConfigurationError, PayloadError, TaskQueueError, UnsafeTaskError
+from .ledger import open_ledger
 from .worker._options import Setting, WorkerOptions, settings
 
 if TYPE_CHECKING:
@@ -383,10 +384,24 @@ def _counts_dict(tq: TaskQueue) -> dict[str, Any]:
     default=None,
     help="With --watch: stop after this many lines.",
 )
+@click.option("--ledger-url", default=None, metavar="URL", help="Completion ledger to read (with --block).")
+@click.option(
+    "--block",
+    "blocks",
+    multiple=True,
+    metavar="KEY",
+    help="Show the ledger's figures for this block (repeatable).",
+)
 @backend_option()
 @friendly_errors
 def status(
-    url: str, as_json: bool, watch: float | None, readings: int | None, backend_options: dict[str, Any]
+    url: str,
+    as_json: bool,
+    watch: float | None,
+    readings: int | None,
+    ledger_url: str | None,
+    blocks: tuple[str, ...],
+    backend_options: dict[str, Any],
 ) -> None:
     """Show how many tasks are enqueued, leased, delayed, completed and dead.
 
@@ -404,12 +419,16 @@ def status(
         raise click.UsageError("--json and --watch cannot be combined")
     if readings is not None and watch is None:
         raise click.UsageError("--readings needs --watch")
+    if bool(blocks) != bool(ledger_url):
+        raise click.UsageError("--ledger-url and --block go together")
     if watch is not None:
         with _open_existing(url, **backend_options) as tq:
             watch_status(tq, watch, readings)
         return
     with _open_existing(url, **backend_options) as tq:
         data = _counts_dict(tq)
+    if ledger_url:
+        data["ledger"] = ledger_figures(ledger_url, blocks)
     if as_json:
         click.echo(json.dumps(data))
         return
@@ -417,6 +436,22 @@ def status(
     for key in ("enqueued", "visible", "leased", "delayed", "inserted", "completed", "dead"):
         value = data[key]
         click.echo(f"{key:<10} {'-' if value is None else value}")
+    for block, figures in data.get("ledger", {}).items():
+        shown = " ".join(
+            f"{k} {'-' if v is None else v}" for k, v in figures.items() if k != "missing sample"
+        )
+        sample = ", ".join(figures["missing sample"])
+        click.echo(f"ledger {block}: {shown}" + (f" (e.g. {sample})" if sample else ""))
+
+
+def ledger_figures(ledger_url: str, blocks: Sequence[str], sample: int = 5) -> dict[str, Any]:
+    """The ledger's figures per block (read only: nothing is compacted), for ``tqo status``."""
+    with open_ledger(ledger_url) as ledger:
+        out: dict[str, Any] = {}
+        for block in blocks:
+            figures = ledger.figures(block, compact=False)
+            out[block] = {**figures.summary(), "missing sample": figures.missing_sample(sample)}
+        return out
 
 
 @cli.command(context_settings=_CONTEXT)

@@ -16,7 +16,8 @@ an ordinary :class:`Exception` (never ``BaseException``)::
     │       └── UnsafeTaskError   names an unregistered class / disallowed module
     │           └── UnregisteredFunctionError  names no allowed queueable function
     ├── BackendError              the storage or transport failed (retryable flag)
-    │   └── LeaseLostError        delete/renew with a lease that is no longer held
+    │   ├── LeaseLostError        delete/renew with a lease that is no longer held
+    │   └── LedgerError           the completion ledger could not be read or written
     ├── UploadError               some tasks could not be inserted (counts, ids)
     ├── QueueEmptyError           lease() found nothing (also a LookupError, as upstream)
     └── TaskExecutionError        a task raised while executing locally (payload)
@@ -135,6 +136,10 @@ class BackendError(TaskQueueError):
 
 class LeaseLostError(BackendError):
     """A delete or renew used a lease that expired or was taken by another worker."""
+
+
+class LedgerError(BackendError):
+    """The completion ledger's store failed (a write is retried; its tasks are not deleted)."""
 
 
 class UploadError(TaskQueueError):

@@ -32,7 +32,9 @@ import dagster as dg
 
 from .._queue import TaskQueue
 from ..backends.base import Counts, DeadLetter
+from ..ledger import LedgerStore
 from .drain import Baseline, DrainStatus, _describe
+from .exact import ledger_metadata
 from .jobs import RESOURCE_KEY, block_partitions
 from .ops import BASELINE_KEY, ShardTasks, resolve_callable, shard_ranges
 from .resources import TaskQueueResource
@@ -109,18 +111,28 @@ class UploadReport:
         }
 
 
-def upload_block(queue: TaskQueue, spec: BlockSpec, block: str, processes: int = 1) -> UploadReport:
-    """Count, generate and upload ``block``'s tasks shard by shard; Failure if counts disagree."""
+def upload_block(
+    queue: TaskQueue, spec: BlockSpec, block: str, processes: int = 1, ledger: LedgerStore | None = None
+) -> UploadReport:
+    """Count, generate and upload ``block``'s tasks shard by shard; Failure if counts disagree.
+
+    With a ``ledger`` each task carries its identity ``(block, index)`` and the
+    block's total is recorded once every task is queued.
+    """
     started_at = time.time()
     began = time.perf_counter()
     params = dict(spec.factory_params)
     total = int(resolve_callable(spec.task_count)(block, **params))
     counts = queue.counts()
-    baseline = Baseline(expected=total, completed=counts.completed, dead=counts.dead)
+    baseline = Baseline(
+        expected=total, completed=counts.completed, dead=counts.dead, ledger=ledger is not None
+    )
     ranges = shard_ranges(total, spec.shard_size, spec.max_shards)
     inserted = 0
     for start, stop in ranges:
-        tasks = ShardTasks(spec.task_factory, block, start, stop, tuple(sorted(params.items())))
+        tasks = ShardTasks(
+            spec.task_factory, block, start, stop, tuple(sorted(params.items())), ledger is not None
+        )
         inserted += queue.insert_all(tasks, total=len(tasks), parallel=processes, progress=False)
     if inserted != total:
         raise dg.Failure(
@@ -128,6 +140,8 @@ def upload_block(queue: TaskQueue, spec: BlockSpec, block: str, processes: int =
             "fix the task factory so both agree",
             metadata={"tasks inserted": inserted, "expected tasks": total},
         )
+    if ledger is not None:
+        ledger.set_total(block, inserted)
     return UploadReport(block, baseline, len(ranges), started_at, time.perf_counter() - began)
 
 
@@ -149,7 +163,12 @@ def build_block_assets(spec: BlockSpec) -> BlockAssets:
         context: dg.AssetExecutionContext, task_queue: TaskQueueResource
     ) -> dg.MaterializeResult[None]:
         queue = task_queue.run_queue()
-        report = upload_block(queue, spec, context.partition_key, task_queue.upload_processes)
+        ledger = task_queue.open_ledger()
+        try:
+            report = upload_block(queue, spec, context.partition_key, task_queue.upload_processes, ledger)
+        finally:
+            if ledger is not None:
+                ledger.close()
         tasks = report.baseline.expected
         context.log.info(f"block {report.block}: {tasks} tasks in {report.shards} shard(s)")
         series = context.run.tags.get(SERIES_TAG)
@@ -208,12 +227,29 @@ def drained_evaluation(
 
 
 def status_evaluations(key: dg.AssetKey, block: str, baseline: Baseline, status: DrainStatus) -> list[Any]:
-    """Both checks' evaluations for a finished (done or failed) drain ``status``."""
+    """Both checks' evaluations for a finished (done or failed) drain ``status``.
+
+    With a ledger, ``drained`` carries its figures (completed/inserted, missing and a
+    sample); a count-based fallback passes with severity WARN.
+    """
     lost = status.failed and status.dead == 0
-    return [
-        dead_letters_evaluation(key, block, status.dead, status.dead_sample),
-        drained_evaluation(key, block, baseline, status.counts, status.reason, passed=not lost),
-    ]
+    fallback = status.ledger is not None and status.ledger["mode"] == "fallback"
+    drained = dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=DRAINED_CHECK,
+        passed=not lost and not fallback,
+        severity=dg.AssetCheckSeverity.WARN if fallback else dg.AssetCheckSeverity.ERROR,
+        description=f"block {block}: {status.reason}",
+        metadata={**_drained_metadata(block, baseline, status.counts), **ledger_asset_metadata(status)},
+    )
+    return [dead_letters_evaluation(key, block, status.dead, status.dead_sample), drained]
+
+
+def ledger_asset_metadata(status: DrainStatus) -> dict[str, Any]:
+    """The ledger's figures of ``status`` as asset metadata (empty without a ledger)."""
+    return {
+        k: dg.MetadataValue.json(v) if isinstance(v, list) else v for k, v in ledger_metadata(status).items()
+    }
 
 
 def _dead_text(block: str, dead: int, sample: Sequence[DeadLetter]) -> str:

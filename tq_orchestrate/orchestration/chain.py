@@ -26,8 +26,10 @@ from dataclasses import asdict, dataclass, field, replace
 import dagster as dg
 
 from ..errors import TaskQueueError
-from .assets import BlockAssets, baseline_of, status_evaluations
+from ..ledger import BlockFigures, LedgerStore
+from .assets import BlockAssets, baseline_of, ledger_asset_metadata, status_evaluations
 from .drain import Baseline, DrainCursor, DrainState, DrainStatus, check_drain
+from .exact import DEAD_LETTERS_RECORDED, check_exact, record_dead_letters
 from .resources import TaskQueueResource
 from .sensors import PARTITION_TAG, SERIES_TAG, _dead_letter_reader, new_series_id
 
@@ -90,6 +92,8 @@ class _AssetTick:
     clock: Callable[[], float]
     sleep: Callable[[float], object]
     upload_poll_seconds: float = 0.25
+    warn: Callable[[str], object] = log.warning
+    """Where a count-based fallback of a ledger block is reported (the sensor's context.log)."""
 
     def evaluate(self, cursor: AssetChainCursor) -> dg.SensorResult:
         if not cursor.started:
@@ -157,7 +161,7 @@ class _AssetTick:
         if baseline is None:
             return _skip(f"halted: block {key}'s upload recorded no baseline; materialize it again", cursor)
         try:
-            status = self._drain(cursor.drain, baseline, deadline)
+            status = self._drain(key, cursor.drain, baseline, deadline)
         except TaskQueueError as e:
             return _skip(f"block {key}: cannot read the queue: {e}", cursor)
         cursor = replace(cursor, drain=status.cursor)
@@ -209,6 +213,7 @@ class _AssetTick:
             "dead letters": status.dead,
             "readings": status.cursor.zero_readings,
             "verdict": status.reason,
+            **ledger_asset_metadata(status),
         }
         if not self._reported(key, upload.storage_id):
             self.instance.report_runless_asset_event(
@@ -217,6 +222,8 @@ class _AssetTick:
             for event in status_evaluations(self.blocks.blocks_key, key, baseline, status):
                 self.instance.report_runless_asset_event(event)
             log.info("series %s block %s %s", cursor.series, key, status.reason)
+            if status.ledger is not None and status.ledger["mode"] == "fallback":
+                self.warn(f"block {key}: {status.reason}")
         nxt = cursor.index + 1
         done = replace(cursor, index=nxt, upload=None, drain=DrainCursor(), halted=None)
         if nxt == len(self.keys):
@@ -248,8 +255,21 @@ class _AssetTick:
                 return None
             self.sleep(self.upload_poll_seconds)
 
-    def _drain(self, drain: DrainCursor, baseline: Baseline, deadline: float) -> DrainStatus:
+    def _drain(self, key: str, drain: DrainCursor, baseline: Baseline, deadline: float) -> DrainStatus:
+        ledger = self.queue.open_ledger() if baseline.ledger else None
+        try:
+            return self._read_until(key, drain, baseline, deadline, ledger)
+        finally:
+            if ledger is not None:
+                ledger.close()
+
+    def _read_until(
+        self, key: str, drain: DrainCursor, baseline: Baseline, deadline: float, ledger: LedgerStore | None
+    ) -> DrainStatus:
+        """Read the queue (and the ledger) every ``poll_seconds`` until a verdict or ``deadline``."""
         policy = self.queue.drain_policy()
+        figures: BlockFigures | None = None
+        read_at = float("-inf")
         with self.queue.get_queue() as queue:
             reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
             while True:
@@ -263,6 +283,18 @@ class _AssetTick:
                     dead_letters=reader,
                     sample_size=self.queue.dead_letter_sample,
                 )
+                if ledger is not None:
+                    if status.dead and reader is not None:
+                        record_dead_letters(ledger, key, reader(min(status.dead, DEAD_LETTERS_RECORDED)))
+                    # a paid store is read at most every read_interval_seconds, but always before a
+                    # verdict (stale figures are a subset: they can delay a block, never end it early)
+                    stale = (
+                        now - read_at >= ledger.read_interval_seconds
+                        or status.state is not DrainState.WAITING
+                    )
+                    if figures is None or stale:
+                        figures, read_at = ledger.figures(key), now
+                    status = check_exact(status, figures)
                 if status.state is not DrainState.WAITING or now + self.poll_seconds > deadline:
                     return status
                 drain = status.cursor
@@ -369,6 +401,7 @@ def build_asset_chain_sensor(
             start_on_first_tick=start_on_first_tick,
             clock=clock,
             sleep=sleep,
+            warn=context.log.warning,
         )
         return tick.evaluate(AssetChainCursor.from_json(context.cursor))
 

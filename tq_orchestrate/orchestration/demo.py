@@ -172,9 +172,17 @@ def worker_command(url: str, module: str, *, lease_seconds: float = 60.0) -> lis
 
 @contextlib.contextmanager
 def worker_processes(
-    count: int, url: str, module: str, *, log_dir: Path, python_path: str | None = None
+    count: int,
+    url: str,
+    module: str,
+    *,
+    log_dir: Path,
+    python_path: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``count`` workers (stderr to ``log_dir``); SIGTERM them on exit, kill if they linger.
+
+    ``extra_args`` are appended to each worker's command line (e.g. ``--ledger-url URL``).
 
     ``python_path`` is prepended to PYTHONPATH (and is the workers' directory) when
     ``module`` is not installed, e.g. tasks in a checkout.
@@ -189,7 +197,7 @@ def worker_processes(
             with open(log_dir / f"worker-{i}.log", "wb") as log:
                 procs.append(
                     subprocess.Popen(
-                        worker_command(url, module),
+                        [*worker_command(url, module), *extra_args],
                         env=env,
                         stdout=log,
                         stderr=subprocess.STDOUT,

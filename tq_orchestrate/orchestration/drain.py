@@ -68,10 +68,19 @@ class Baseline:
     """The queue's completed total read before the upload began (None if not counted)."""
     dead: int | None = None
     """The queue's dead-letter count read before the upload began (None if not counted)."""
+    ledger: bool = False
+    """The upload stamped task identities and recorded the block total in a completion ledger."""
 
     def to_dict(self) -> dict[str, int | None]:
-        """JSON-ready form."""
-        return {"expected": self.expected, "completed": self.completed, "dead": self.dead}
+        """JSON-ready form (``ledger`` only when set, so older readers see the same keys)."""
+        data: dict[str, int | None] = {
+            "expected": self.expected,
+            "completed": self.completed,
+            "dead": self.dead,
+        }
+        if self.ledger:
+            data["ledger"] = 1
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
@@ -80,6 +89,7 @@ class Baseline:
             expected=int(data["expected"]),
             completed=_opt_int(data.get("completed")),
             dead=_opt_int(data.get("dead")),
+            ledger=bool(data.get("ledger")),
         )
 
 
@@ -126,6 +136,8 @@ class DrainStatus:
     dead: int = 0
     """Tasks dead-lettered since the upload began (when the backend counts them)."""
     dead_sample: tuple[DeadLetter, ...] = ()
+    ledger: Mapping[str, Any] | None = None
+    """The completion ledger's figures for the block, when it has one (see :mod:`.exact`)."""
 
     @property
     def done(self) -> bool:

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from .._upload import split_ranges
 from ..errors import ConfigurationError
+from ..ledger.identity import Identified
 from .drain import Baseline
 from .resources import TaskQueueResource
 
@@ -97,6 +98,8 @@ class ShardTasks:
     start: int
     stop: int
     params: tuple[tuple[str, str], ...] = ()
+    identify: bool = False
+    """Wrap each task in :class:`~tq_orchestrate.ledger.Identified` (block, index) for the ledger."""
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -109,7 +112,12 @@ class ShardTasks:
 
     def __iter__(self) -> Iterator[Any]:
         factory = resolve_callable(self.task_factory)
-        yield from factory(self.block, self.start, self.stop, **dict(self.params))
+        tasks = factory(self.block, self.start, self.stop, **dict(self.params))
+        if not self.identify:
+            yield from tasks
+            return
+        for index, task in enumerate(tasks, self.start):
+            yield Identified(task, self.block, index)
 
 
 def _block_key(context: dg.OpExecutionContext, config: BlockConfig) -> str:

@@ -17,6 +17,7 @@ from .._queue import TaskQueue
 from ..backends import split_scheme
 from ..backends.base import Counts, DeadLetter
 from ..errors import ConfigurationError
+from ..ledger import LedgerStore, open_ledger
 from .drain import DrainPolicy
 
 _SQS_SCHEMES = frozenset({"sqs", "http", "https"})
@@ -81,6 +82,18 @@ class TaskQueueResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         default=None,
         description="Consecutive all-zero readings required; None picks from the backend (2 exact, 3 SQS).",
     )
+
+    ledger_url: str | None = Field(
+        default=None,
+        description=(
+            "Completion ledger for exact block completion: 'sqlite://<the queue's db>', 'fq://<the queue's "
+            "dir>' or 's3://bucket/prefix'. Workers need the same --ledger-url. None: count-based drain only."
+        ),
+    )
+
+    def open_ledger(self) -> LedgerStore | None:
+        """The completion ledger's store (None without ``ledger_url``); close it after use."""
+        return open_ledger(self.ledger_url) if self.ledger_url else None
 
     def check(self) -> None:
         """Raise ConfigurationError naming the first out-of-range number.

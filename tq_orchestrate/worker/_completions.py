@@ -11,6 +11,14 @@ is deleted with its new lease, not run again (:meth:`~Completions.adopt`).
 After the last round it is given up: it runs again after its lease. Each task's
 outcome goes to the ``completed`` callback ("ok", "lease_lost" or
 "delete_failed"); errors no retry cures are raised.
+
+With a completion ledger (``ledger``), each batch's identities are recorded
+*before* its delete, in the same background call: a worker killed between the
+two runs the task again (harmless, the ledger is a set); one killed before the
+record never deletes. A failed record counts as a failed delete (kept pending,
+recorded again next round). The batch is then held up to ``ledger_flush_seconds``
+or ``ledger_flush_tasks``, so each worker writes at most one ledger request per
+that many tasks or seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from .._backoff import is_transient
 from .._heartbeat import Heartbeat
 from ..backends.base import Message
 from ..errors import LeaseLostError
+from ..ledger.base import DONE, LedgerStore
+from ..ledger.identity import Identity, identity_of
 from ._report import WorkerStats
 
 __all__ = ["DELETE_FLUSH_SECONDS", "Completed", "Completions"]
@@ -81,6 +91,9 @@ class Completions:
         forget: Callable[[Message], None],
         completed: Callable[[Completed, str, str | None], None],
         back_off: Callable[[], None],
+        ledger: LedgerStore | None = None,
+        ledger_flush_tasks: int = 100,
+        ledger_flush_seconds: float = 2.0,
     ) -> None:
         self._delete_call = delete
         self._retrying = retrying
@@ -90,6 +103,9 @@ class Completions:
         self._forget = forget
         self._completed = completed
         self._back_off = back_off
+        self._ledger = ledger
+        self._flush_tasks = ledger_flush_tasks
+        self._flush_seconds = ledger_flush_seconds if ledger is not None else DELETE_FLUSH_SECONDS
         self.heartbeat: Heartbeat | None = None
         self.pool: ThreadPoolExecutor | None = None
         self._batch: list[Completed] = []
@@ -109,8 +125,16 @@ class Completions:
         return bool(self._pending)
 
     def due(self) -> bool:
-        """Whether the oldest task of the batch waited :data:`DELETE_FLUSH_SECONDS`."""
-        return bool(self._batch) and self._clock() - self._batch[0].at >= DELETE_FLUSH_SECONDS
+        """Whether the batch is due: its oldest task waited :data:`DELETE_FLUSH_SECONDS` (with a
+        ledger: ``ledger_flush_seconds``, or the batch holds ``ledger_flush_tasks``)."""
+        if not self._batch:
+            return False
+        full = self._ledger is not None and len(self._batch) >= self._flush_tasks
+        return full or self._clock() - self._batch[0].at >= self._flush_seconds
+
+    def batched(self, handle: str) -> bool:
+        """Whether an executed task with this handle waits in the batch (never release it)."""
+        return any(d.message.handle == handle for d in self._batch)
 
     def deleted_in_background(self) -> bool:
         """Whether a background delete finished and waits to be collected."""
@@ -129,15 +153,15 @@ class Completions:
         the loop receives the next batch; :meth:`collect` finishes it.
         """
         self.collect()
-        if not self._batch:
+        if not self._batch or (not wait and self._ledger is not None and not self.due()):
             return
         done, self._batch = self._batch, []
         lost = self._lost_of(done)
         handles = [d.message.handle for d in done]
         if self.pool is not None and not wait:
-            self._deleting = (done, lost, self.pool.submit(self._delete, handles))
+            self._deleting = (done, lost, self.pool.submit(self._record_then_delete, done, handles))
         else:
-            self._settle(done, lost, self._delete(handles))
+            self._settle(done, lost, self._record_then_delete(done, handles))
 
     def collect(self) -> None:
         """Wait for a background delete and report its tasks."""
@@ -157,7 +181,7 @@ class Completions:
                 d.attempts = max(d.attempts, self._attempts - 1)
         lost = self._lost_of(done)
         log.info("retrying the delete of %d executed tasks", len(done))
-        self._settle(done, lost, self._delete([d.message.handle for d in done]))
+        self._settle(done, lost, self._record_then_delete(done, [d.message.handle for d in done]))
 
     def adopt(self, message: Message) -> bool:
         """A pending task came back: delete it with its new lease; True if it was pending."""
@@ -172,6 +196,11 @@ class Completions:
         )
         self._batch.append(Completed(message, d.task, d.seconds, self._clock(), d.attempts))
         return True
+
+    def close(self) -> None:
+        """Close the ledger's connections (if any)."""
+        if self._ledger is not None:
+            self._ledger.close()
 
     # -- inside -----------------------------------------------------------------
 
@@ -238,6 +267,19 @@ class Completions:
         for d in done:
             self._completed(d, "delete_failed", str(error))
 
+    def _record_then_delete(self, done: list[Completed], handles: list[str]) -> _Deletion:
+        """Record ``done`` in the ledger (if any), then delete ``handles``; never delete unrecorded."""
+        if self._ledger is not None:
+            entries = [(i, DONE) for i in _identities(done)]
+            if entries:
+                try:
+                    self._retrying(self._ledger.record, entries)
+                except Exception as e:
+                    if not is_transient(e):
+                        raise
+                    return _Deletion(0, list(handles), e)
+        return self._delete(handles)
+
     def _delete(self, handles: list[str]) -> _Deletion:
         """Delete ``handles``, retrying transient errors briefly; others (but a lost lease) raise."""
         try:
@@ -261,3 +303,9 @@ class Completions:
                 result.failed.append(handle)
                 result.error = e
         return result
+
+
+def _identities(done: list[Completed]) -> list[Identity]:
+    """The identities stamped into the bodies of ``done`` (unstamped tasks have none)."""
+    found = (identity_of(d.message.body) for d in done)
+    return [i for i in found if i is not None]

@@ -25,6 +25,7 @@ from .._backoff import TRANSIENT_ERRORS, Backoff, call_retrying, is_fatal
 from .._heartbeat import Heartbeat
 from ..backends.base import Message
 from ..errors import BackendError, TaskQueueError
+from ..ledger import open_ledger
 from ._completions import Completed, Completions
 from ._execute import Executor
 from ._options import WorkerOptions
@@ -108,6 +109,9 @@ class Worker:
             forget=self._forget,
             completed=self._completed,
             back_off=self._request_back_off,
+            ledger=open_ledger(o.ledger_url) if o.ledger_url else None,
+            ledger_flush_tasks=o.ledger_flush_tasks,
+            ledger_flush_seconds=o.ledger_flush_seconds,
         )
         self._executor = Executor(
             queue,
@@ -200,7 +204,7 @@ class Worker:
             self._empty_since = None
             self._process(messages)
         elif messages is not None:
-            self._completions.collect()
+            self._completions.flush()  # nothing more to batch with: record and delete now
             self._tries += 1
             self._idle()
         self._progress()
@@ -365,6 +369,8 @@ class Worker:
     def _release_held(self) -> None:
         """Hand back every held message at once (leased but not started, or interrupted)."""
         for m in list(self._held.values()):
+            if self._completions.batched(m.handle):
+                continue  # executed, waiting for its ledger record and delete
             self._forget(m)
             if self._best_effort(self.queue.release, m.handle, 0.0):
                 self.stats.released += 1
@@ -375,6 +381,7 @@ class Worker:
             self._completions.retry(last=True)
         finally:
             self._release_held()
+            self._completions.close()
 
     def _best_effort(self, fn: Callable[..., object], *args: Any, fatal: bool = False) -> bool:
         """Call ``fn``, retrying transient errors briefly; log a failure and go on.

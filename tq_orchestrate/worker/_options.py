@@ -142,6 +142,22 @@ class WorkerOptions:
         "before giving up on it (it then runs again after its lease).",
         flag=Flag(min=1),
     )
+    ledger_url: str | None = setting(
+        None,
+        "Completion ledger to record each executed task's identity in before its delete "
+        "(sqlite://, fq://, s3://); none: no ledger, as before.",
+        flag=Flag(metavar="URL"),
+    )
+    ledger_flush_tasks: int = setting(
+        100,
+        "With a ledger: at most one ledger write per this many tasks (or ledger_flush_seconds).",
+        flag=Flag(min=1),
+    )
+    ledger_flush_seconds: float = setting(
+        2.0,
+        "With a ledger: at most one ledger write per this many seconds (deletes wait for the record).",
+        flag=Flag(min=0),
+    )
     execute_args: Sequence[Any] = setting((), "Positional arguments of every execute() call.", flag=None)
     execute_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata=_meta("Keyword arguments of every execute() call.", None, "")
