@@ -4,20 +4,26 @@
 
 * ``sqlite://path/queue.db``: tables in the embedded queue's own database;
 * ``fq:///dir`` (or ``fq://dir``): files in ``dir/tqo/ledger/`` beside the file queue;
-
-(a ``?query`` of the queue's URL is ignored, so the queue's URL can be passed as is);
 * ``s3://bucket/prefix[?endpoint_url=...]``: S3 objects (boto3, imported on use).
+
+A ``?query`` of the queue's URL is ignored, so the queue's URL can be passed as is.
+The stores and the index sets (numpy) are imported on first use, so the
+uploader's identity stamping costs nothing more than :mod:`.identity`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ConfigurationError
-from .base import DEAD, DONE, BlockFigures, LedgerStore
 from .identity import ID_KEY, Identified, Identity, identity_of, stamp
-from .indexset import IndexSet
+
+if TYPE_CHECKING:
+    from .base import DEAD, DONE, BlockFigures, LedgerStore
+    from .indexset import IndexSet
 
 __all__ = [
     "DEAD",
@@ -34,6 +40,21 @@ __all__ = [
 ]
 
 SCHEMES = ("fq", "s3", "sqlite")
+
+_LAZY = {
+    "DEAD": ".base",
+    "DONE": ".base",
+    "BlockFigures": ".base",
+    "LedgerStore": ".base",
+    "IndexSet": ".indexset",
+}
+"""Names whose modules import numpy: loaded when first asked for."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_ledger(url: str) -> LedgerStore:
