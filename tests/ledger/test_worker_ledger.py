@@ -78,3 +78,21 @@ def test_tqo_work_and_tqo_status_speak_ledger(tmp_path: Path) -> None:
     assert "ledger b0: total 5 completed 4 dead 0 recorded 4 missing 1 (e.g. b0#4)" in shown.output
     as_json = runner.invoke(cli, ["status", url, "--json", "--ledger-url", url, "--block", "b0"])
     assert '"missing sample": ["b0#4"]' in as_json.output
+
+
+def test_the_test_only_fault_hooks_are_inert_unless_set(tmp_path: Path, monkeypatch: Any) -> None:
+    from tq_orchestrate.ledger import Identity
+    from tq_orchestrate.worker import _faults
+
+    for name in ("TQO_FAULT_BEFORE_RECORD", "TQO_FAULT_AFTER_RECORD", "TQO_FAULT_LEDGER_FAIL_WRITES"):
+        monkeypatch.delenv(name, raising=False)
+    ledger = open_ledger(f"fq://{tmp_path}")
+    assert _faults.wrap_ledger(ledger) is ledger
+    _faults.before_record(10**6)
+    _faults.after_record(10**6)  # no kill: this process is still here
+    monkeypatch.setenv("TQO_FAULT_LEDGER_FAIL_WRITES", "1")
+    flaky = _faults.wrap_ledger(ledger)
+    with pytest.raises(LedgerError, match="injected"):
+        flaky.record([(Identity("b0", 0), "done")])
+    flaky.record([(Identity("b0", 0), "done")])
+    assert len(flaky.figures("b0").done) == 1

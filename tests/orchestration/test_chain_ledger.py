@@ -11,6 +11,8 @@ import pytest
 
 from tq_orchestrate import TaskQueue
 from tq_orchestrate.ledger import open_ledger
+from tq_orchestrate.ledger.base import DONE
+from tq_orchestrate.ledger.identity import Identity
 from tq_orchestrate.orchestration.jobs import RESOURCE_KEY
 from tq_orchestrate.orchestration.resources import TaskQueueResource
 from tq_orchestrate.worker import poll
@@ -113,3 +115,34 @@ def test_a_dead_lettered_task_is_recorded_dead_and_the_block_fails_not_sticks(
     [check] = check_history(instance, chain, "drained")
     metadata = check.event.dagster_event.event_specific_data.metadata
     assert metadata["dead-lettered (ledger)"].value == 1 and metadata["missing"].value == 0
+
+
+def test_a_stalled_block_shows_its_missing_tasks_on_the_asset_page_then_materializes(
+    tmp_path: Path, instance: Any
+) -> None:
+    chain = ledger_chain(tmp_path)
+    [request] = chain.tick(instance).run_requests
+    assert chain.upload(instance, "b0", request.tags).success
+    work(chain, max_tasks=2)
+    assert chain.tick(instance).run_requests == []
+    assert check_history(instance, chain, "drained") == []  # tasks still queued, no grace passed yet
+    work(chain, ledger=False)  # the last task ran but its record never arrived: the queue reads empty
+    stalled = chain.tick(instance)
+    assert "1 missing (e.g. b0#2)" in stalled.skip_message
+    [check] = check_history(instance, chain, "drained")
+    evaluation = check.event.dagster_event.event_specific_data
+    assert check.status.value == "FAILED" and evaluation.severity == dg.AssetCheckSeverity.WARN
+    meta = evaluation.metadata
+    assert meta["missing"].value == 1 and meta["missing sample"].value == ["b0#2"]
+    assert (meta["completed (ledger)"].value, meta["inserted"].value, meta["stalled"].value) == (2, 3, True)
+    assert drained(instance, chain) == []  # not materialized by the stall
+    chain.tick(instance)
+    assert len(check_history(instance, chain, "drained")) == 1  # same missing count: not repeated
+    with open_ledger(chain.url) as ledger:
+        ledger.record([(Identity("b0", 2), DONE)])  # the late record
+    data = chain.tick(instance)
+    assert [r.partition_key for r in data.run_requests] == ["b1"]
+    [record] = drained(instance, chain)
+    assert record.asset_materialization.metadata["ledger"].value == "exact"
+    newest = check_history(instance, chain, "drained")[0]
+    assert newest.status.value == "SUCCEEDED"

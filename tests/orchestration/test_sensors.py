@@ -321,3 +321,23 @@ def test_sensor_needs_a_partitioned_job_and_a_sane_budget(make_pipeline: Callabl
         build_block_chain_sensor(plain)
     with pytest.raises(ValueError, match="tick_budget_seconds"):
         build_block_chain_sensor(pipe.job, tick_budget_seconds=59)
+
+
+def test_with_a_ledger_the_op_chain_finishes_a_block_exactly_without_the_count_lag(
+    make_pipeline: Callable[..., Pipeline], instance: Any, tmp_path: Any
+) -> None:
+    from tq_orchestrate.ledger import open_ledger
+    from tq_orchestrate.worker import poll
+
+    url = f"sqlite://{tmp_path / 'queue.db'}"
+    pipe = make_pipeline(tasks_per_block=3, resource={"drain_lag_seconds": 60, "ledger_url": url})
+    first = tick(pipe, instance, None)
+    assert launch(pipe, instance, only_request(first)).success
+    assert open_ledger(url).figures("b0").total == 3
+    with pipe.queue() as q:
+        poll(q, burst_seconds=0, ledger_url=url, max_tasks=2, handle_sigterm=False)
+        waiting = tick(pipe, instance, first.cursor)
+        assert "ledger: 2 of 3 tasks recorded, 1 missing (e.g. b0#2)" in skip_of(waiting)
+        poll(q, burst_seconds=0, ledger_url=url, handle_sigterm=False)
+    data = tick(pipe, instance, waiting.cursor)  # no 60 s lag: the ledger is exact
+    assert only_request(data).partition_key == "b1"

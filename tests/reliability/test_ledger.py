@@ -4,7 +4,11 @@
   is held before its record, between record and delete, mid-delete); the
   ledger is sampled throughout and must never hold a task that had not run;
 * lost ledger writes: the store refuses a share of writes, or stores them and
-  loses the answer; duplicate deliveries; a dead-lettered task.
+  loses the answer; duplicate deliveries; a dead-lettered task;
+* pinned faults in worker subprocesses (sqlite and fq ledgers), through the
+  test-only hooks of ``tq_orchestrate/worker/_faults.py``: kill -9 just before
+  a record, just after it (before the delete), and the first writes refused,
+  each with a duplicate delivery and a dead-lettered task.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability._harness import CompletionLog, Workers, ids, tally, worker_args
+from tests.reliability._harness import CompletionLog, Workers, ids, tally, wait_for, worker_args
 from tests.tasks_fixture import WorkerAppendTask
 from tq_orchestrate import LedgerError, TaskQueue
 from tq_orchestrate.ledger import DEAD, Identified, Identity, LedgerStore, open_ledger
@@ -164,3 +168,97 @@ def test_duplicates_count_once_and_never_complete_a_block(tmp_path: Path) -> Non
         ledger.record([(Identity("b0", 0), "done"), (Identity("b0", 1), "done")])
     assert not ledger.figures("b0").complete and ledger.figures("b0").recorded == 2
     assert Counter(ledger.figures("b0").missing_sample()) == Counter(["b0#2"])
+
+
+# -- pinned faults in worker subprocesses (the test-only hooks of tq_orchestrate/worker/_faults.py) --
+
+PINNED_TASKS = 300
+STUCK_SECONDS = 12.0
+"""Once every task ran or was dead-lettered, the ledger must be complete within this (lease 1 s)."""
+
+PINNED = {
+    "kill9-before-record": {"TQO_FAULT_BEFORE_RECORD": "60"},
+    "kill9-after-record": {"TQO_FAULT_AFTER_RECORD": "60"},
+    "lost-writes": {"TQO_FAULT_LEDGER_FAIL_WRITES": "12"},
+}
+
+
+def _ledger_url(store: str, tmp_path: Path) -> str:
+    return f"sqlite://{tmp_path}/q.db" if store == "sqlite" else f"fq://{tmp_path}/ledger"
+
+
+@pytest.mark.parametrize("fault", sorted(PINNED))
+@pytest.mark.parametrize("store", ["sqlite", "fq"])
+def test_pinned_faults_never_finish_a_block_early_nor_leave_it_stuck(
+    tmp_path: Path, store: str, fault: str
+) -> None:
+    import os
+
+    from tq_orchestrate.ledger.identity import identity_of
+
+    url, ledger_url = f"sqlite://{tmp_path}/q.db", _ledger_url(store, tmp_path)
+    log = tmp_path / "done.txt"
+    done = CompletionLog(log)
+    ledger = open_ledger(ledger_url)
+    with TaskQueue(url, progress=False) as tq:
+        expected = _upload(tq, log, "b0", PINNED_TASKS)
+        [letter] = tq.receive(1, 60)
+        dead = identity_of(letter.body)
+        assert dead is not None
+        tq.backend.dead_letter(letter.handle, "ValueError: injected")
+        ledger.record([(dead, DEAD)])  # what the chain sensor records from the dead-letter queue
+        twin = (dead.index + 1) % PINNED_TASKS  # a duplicate delivery of another task
+        tq.insert(Identified(WorkerAppendTask(str(log), f"b0-{twin}"), "b0", twin))
+        ledger.set_total("b0", PINNED_TASKS)
+    env = {**os.environ, **PINNED[fault], "TQO_FAULT_ONCE": str(tmp_path / "killed")}
+    args = worker_args(
+        1.0, "--ledger-url", ledger_url, "--ledger-flush-tasks", "20", "--ledger-flush-seconds", "0.2"
+    )
+    waiting = DrainStatus(DrainState.WAITING, "counts", DrainCursor(), _status(DrainState.WAITING).counts)
+    samples = early = 0
+    exits: list[int] = []
+    all_ran_at: float | None = None
+    started = time.monotonic()
+    with Workers(url, tmp_path, args, env) as pool:
+        for _ in range(2):
+            pool.start()
+        while True:
+            figures = ledger.figures("b0")  # the ledger first: the log only grows after it
+            ran = done.refresh()
+            samples += 1
+            unrun = [i for i in range(PINNED_TASKS) if f"b0-{i}" not in ran and i not in figures.dead]
+            early += any(i in figures.done for i in unrun)  # a completion record of a task never run
+            verdict = check_exact(waiting, figures)
+            if verdict.state is DrainState.DONE:
+                assert unrun == [], f"block done early: {unrun[:5]} neither ran nor were dead-lettered"
+                break
+            now = time.monotonic()
+            if not unrun:
+                all_ran_at = all_ran_at or now
+                assert now - all_ran_at < STUCK_SECONDS, f"stuck: {verdict.reason}"
+            assert now - started < 60, f"no progress: {verdict.reason}"
+            for w in [w for w in pool.all if w not in pool.alive() and w.proc.returncode is None]:
+                exits.append(w.wait())
+            if len(pool.alive()) < 2:
+                pool.start()
+            time.sleep(0.02)
+        settle = 0.0 if all_ran_at is None else time.monotonic() - all_ran_at
+        with TaskQueue(url, progress=False) as tq:  # reruns (recorded, not deleted) are harmless
+            wait_for(lambda: tq.counts().pending == 0, "the queue to empty", timeout=STUCK_SECONDS)
+        assert ledger.figures("b0").complete
+        killed = sum(1 for w in pool.all if w.proc.poll() == -signal.SIGKILL)  # before the clean-up's kills
+        refused = sum(w.text().count("injected (TQO_FAULT_LEDGER_FAIL_WRITES)") for w in pool.all)
+    completed, lost, repeats = tally(expected, done.refresh())
+    print(
+        f"pinned {store} {fault}: {PINNED_TASKS} tasks, {samples} samples, early {early}, "
+        f"kills {killed}, refused-write rounds {refused}, repeats {repeats}, "
+        f"complete {settle:.2f} s after the last task ran, "
+        f"{time.monotonic() - started:.1f} s in all"
+    )
+    assert early == 0
+    assert (completed, lost) == (PINNED_TASKS - 1, 1)  # every task but the dead-lettered one ran
+    assert f"b0-{dead.index}" not in done.counts
+    if fault.startswith("kill9"):
+        assert (tmp_path / "killed").exists() and killed == 1
+    else:
+        assert refused > 0

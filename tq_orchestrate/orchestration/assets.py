@@ -245,6 +245,22 @@ def status_evaluations(key: dg.AssetKey, block: str, baseline: Baseline, status:
     return [dead_letters_evaluation(key, block, status.dead, status.dead_sample), drained]
 
 
+def stalled_evaluation(key: dg.AssetKey, block: str, baseline: Baseline, status: DrainStatus) -> Any:
+    """A failing WARN ``drained`` evaluation for a block still waiting on tasks its ledger lacks."""
+    return dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=DRAINED_CHECK,
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"block {block} stalled: {status.reason}",
+        metadata={
+            **_drained_metadata(block, baseline, status.counts),
+            **ledger_asset_metadata(status),
+            "stalled": True,
+        },
+    )
+
+
 def ledger_asset_metadata(status: DrainStatus) -> dict[str, Any]:
     """The ledger's figures of ``status`` as asset metadata (empty without a ledger)."""
     return {
@@ -362,6 +378,7 @@ __all__ = [
     "build_block_assets",
     "dead_letters_evaluation",
     "drained_evaluation",
+    "stalled_evaluation",
     "status_evaluations",
     "upload_block",
 ]

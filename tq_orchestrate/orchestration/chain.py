@@ -5,7 +5,11 @@ once there is one it reads the queue (for at most ``tick_budget_seconds``) and
 judges it with :func:`~.drain.check_drain` against the baseline the upload
 recorded. When the block drained it reports the block's materialization and
 both checks (runless events, visible on the asset's page) and requests the next
-block's upload. When the block failed (dead letters, lost tasks, a failed
+block's upload. While a block with a ledger waits on a short ledger (the queue
+reads empty, or ``stall_report_seconds`` passed since its upload) a failing
+WARN ``drained`` evaluation names the missing count and a sample, at most once
+per ``stall_report_seconds`` or when the count changes; the block is not
+materialized by it. When the block failed (dead letters, lost tasks, a failed
 upload run) it reports the failing check and halts; materializing the block's
 upload again resumes the chain.
 
@@ -27,7 +31,7 @@ import dagster as dg
 
 from ..errors import TaskQueueError
 from ..ledger import BlockFigures, LedgerStore
-from .assets import BlockAssets, baseline_of, ledger_asset_metadata, status_evaluations
+from .assets import BlockAssets, baseline_of, ledger_asset_metadata, stalled_evaluation, status_evaluations
 from .drain import Baseline, DrainCursor, DrainState, DrainStatus, check_drain
 from .exact import DEAD_LETTERS_RECORDED, check_exact, record_dead_letters
 from .resources import TaskQueueResource
@@ -58,6 +62,10 @@ class AssetChainCursor:
     halted: str | None = None
     """The reason last reported as a failing check (reported once)."""
     complete: bool = False
+    stalled_missing: int | None = None
+    """Missing tasks last reported by a stalled ``drained`` evaluation of the current block."""
+    stalled_at: float = 0.0
+    """When the current block's stall was last reported."""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -94,6 +102,7 @@ class _AssetTick:
     upload_poll_seconds: float = 0.25
     warn: Callable[[str], object] = log.warning
     """Where a count-based fallback of a ledger block is reported (the sensor's context.log)."""
+    stall_report_seconds: float = 60.0
 
     def evaluate(self, cursor: AssetChainCursor) -> dg.SensorResult:
         if not cursor.started:
@@ -153,7 +162,9 @@ class _AssetTick:
         deadline = self.clock() + self.tick_budget_seconds
         newer = self._poll_upload(key, max(cursor.watermark, cursor.upload or 0), cursor, deadline)
         if newer is not None:
-            cursor = replace(cursor, upload=newer.storage_id, drain=DrainCursor(), halted=None)
+            cursor = replace(
+                cursor, upload=newer.storage_id, drain=DrainCursor(), halted=None, stalled_missing=None
+            )
         if cursor.upload is None:
             return self._await_upload(cursor, key)
         record = self._upload_after(key, cursor.upload - 1)
@@ -166,6 +177,8 @@ class _AssetTick:
             return _skip(f"block {key}: cannot read the queue: {e}", cursor)
         cursor = replace(cursor, drain=status.cursor)
         if status.state is DrainState.WAITING:
+            assert record is not None
+            cursor = self._report_stall(cursor, key, baseline, status, record.timestamp)
             return _skip(f"block {key}: {status.reason}", cursor)
         if status.state is DrainState.FAILED:
             return self._halt(cursor, key, baseline, status)
@@ -181,6 +194,29 @@ class _AssetTick:
             )
             return _skip(reason, cursor)
         return _skip(f"block {key}: waiting for its upload run", cursor)
+
+    def _report_stall(
+        self, cursor: AssetChainCursor, key: str, baseline: Baseline, status: DrainStatus, uploaded_at: float
+    ) -> AssetChainCursor:
+        """Put a waiting block's short ledger on the asset's page (a WARN ``drained`` evaluation).
+
+        Only once the queue reads empty or ``stall_report_seconds`` passed since the
+        upload, and then at most once per ``stall_report_seconds`` unless the missing
+        count changed. It reports no materialization, so the block's honest one follows.
+        """
+        data = status.ledger
+        if data is None or data["total"] is None or not data["missing"]:
+            return cursor
+        now = self.clock()
+        if status.counts.pending > 0 and now - uploaded_at < self.stall_report_seconds:
+            return cursor
+        fresh = now - cursor.stalled_at >= self.stall_report_seconds
+        if cursor.stalled_missing == data["missing"] and not fresh:
+            return cursor
+        self.instance.report_runless_asset_event(
+            stalled_evaluation(self.blocks.blocks_key, key, baseline, status)
+        )
+        return replace(cursor, stalled_missing=data["missing"], stalled_at=now)
 
     def _halt(
         self, cursor: AssetChainCursor, key: str, baseline: Baseline, status: DrainStatus
@@ -225,7 +261,15 @@ class _AssetTick:
             if status.ledger is not None and status.ledger["mode"] == "fallback":
                 self.warn(f"block {key}: {status.reason}")
         nxt = cursor.index + 1
-        done = replace(cursor, index=nxt, upload=None, drain=DrainCursor(), halted=None)
+        done = replace(
+            cursor,
+            index=nxt,
+            upload=None,
+            drain=DrainCursor(),
+            halted=None,
+            stalled_missing=None,
+            stalled_at=0.0,
+        )
         if nxt == len(self.keys):
             reason = f"series {cursor.series} complete: block {key} was the last ({status.reason})"
             return _skip(reason, replace(done, complete=True))
@@ -367,6 +411,7 @@ def build_asset_chain_sensor(
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], object] = time.sleep,
+    stall_report_seconds: float = 60.0,
 ) -> dg.SensorDefinition:
     """The sensor that uploads ``blocks``' partitions one after another, each after the last drained.
 
@@ -376,6 +421,11 @@ def build_asset_chain_sensor(
     daemon starts a tick at most every 5 s whatever ``minimum_interval_seconds``
     says, so the default 4.5 s budget keeps a tick running most of the time and
     the next block starts within about ``poll_seconds`` plus the drain lag.
+
+    With a ledger, a block that waits on missing tasks once the queue reads empty
+    (or ``stall_report_seconds`` after its upload) gets a failing WARN ``drained``
+    evaluation naming the missing count and a sample, repeated at most every
+    ``stall_report_seconds`` unless that count changes.
     """
     if not 0 < tick_budget_seconds <= 30:
         raise ValueError(f"tick_budget_seconds must be in (0, 30], got {tick_budget_seconds}")
@@ -402,6 +452,7 @@ def build_asset_chain_sensor(
             clock=clock,
             sleep=sleep,
             warn=context.log.warning,
+            stall_report_seconds=stall_report_seconds,
         )
         return tick.evaluate(AssetChainCursor.from_json(context.cursor))
 

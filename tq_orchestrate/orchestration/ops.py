@@ -17,6 +17,11 @@ where ``params`` is the op config's ``factory_params`` (e.g. a data directory).
 
 ``record_block`` checks that every task went in and records the figures the
 drain check needs (:class:`~.drain.Baseline`) as output metadata.
+
+With ``TaskQueueResource(ledger_url=...)`` the ops stamp each task's identity
+``(block, index)`` and ``record_block`` records the block total in the
+completion ledger, as the block upload asset does; the op chain sensor
+(:mod:`.sensors`) then finishes the block exactly (``docs/ledger.md``).
 """
 
 import importlib
@@ -142,7 +147,8 @@ def generate_shards(
     key = _block_key(context, config)
     total = int(resolve_callable(config.task_count)(key, **config.factory_params))
     counts = task_queue.run_queue().counts()
-    baseline = Baseline(expected=total, completed=counts.completed, dead=counts.dead)
+    ledger = task_queue.ledger_url is not None
+    baseline = Baseline(expected=total, completed=counts.completed, dead=counts.dead, ledger=ledger)
     ranges = shard_ranges(total, config.shard_size, config.max_shards)
     context.log.info(f"block {key}: {total} tasks in {len(ranges)} shard(s)")
     yield dg.Output(
@@ -150,7 +156,7 @@ def generate_shards(
         output_name="block",
     )
     for index, (start, stop) in enumerate(ranges):
-        spec = {"block": key, "index": index, "start": start, "stop": stop}
+        spec = {"block": key, "index": index, "start": start, "stop": stop, "identify": ledger}
         spec.update(task_factory=config.task_factory, params=sorted(config.factory_params.items()))
         yield dg.DynamicOutput(spec, output_name="shards", mapping_key=f"shard_{index}")
 
@@ -160,7 +166,8 @@ def upload_shard(
     context: dg.OpExecutionContext, task_queue: TaskQueueResource, shard: dict[str, Any]
 ) -> dg.Output[dict[str, Any]]:
     params = tuple((str(k), str(v)) for k, v in shard.get("params", ()))
-    tasks = ShardTasks(shard["task_factory"], shard["block"], shard["start"], shard["stop"], params)
+    identify = bool(shard.get("identify"))
+    tasks = ShardTasks(shard["task_factory"], shard["block"], shard["start"], shard["stop"], params, identify)
     began = time.perf_counter()
     queue = task_queue.run_queue()
     inserted = queue.insert_all(tasks, total=len(tasks), parallel=task_queue.upload_processes, progress=False)
@@ -191,6 +198,11 @@ def record_block(
             f"{inserted} were inserted; fix the task factory so both agree",
             metadata={"tasks inserted": inserted, "expected tasks": baseline.expected},
         )
+    if baseline.ledger:
+        ledger = task_queue.open_ledger()
+        assert ledger is not None, "the block was stamped for a ledger: keep ledger_url for its whole run"
+        with ledger:
+            ledger.set_total(block["block"], inserted)
     finished = max((float(u["finished_at"]) for u in uploads), default=time.time())
     seconds = max(finished - float(block["started_at"]), 1e-9)
     summary = {"block": block["block"], "inserted": inserted, "seconds": seconds, **baseline.to_dict()}

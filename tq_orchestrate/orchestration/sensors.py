@@ -10,6 +10,12 @@ succeeded it reads the queue (for at most ``tick_budget_seconds``) and judges it
 with :func:`~.drain.check_drain` against the run's recorded baseline. It halts
 with a :class:`~dagster.SkipReason` when the run failed or tasks dead-lettered;
 a person re-running the block (a newer successful run) resumes the chain.
+With ``TaskQueueResource(ledger_url=...)`` the run stamps task identities and
+records the block total (:mod:`.ops`), and this sensor judges each reading with
+:func:`~.exact.check_exact` like the asset chain: done once every task has a
+completion or dead-letter record, the missing count and a sample in its skip
+reason while waiting, a logged WARNING when it falls back to the counts. (No
+asset page here: no materialization or check shows the ledger's figures.)
 
 A *series* is one pass over every block. The sensor starts one on its first tick
 (unless told not to); :func:`build_series_schedule` starts a new one on a cron
@@ -31,7 +37,9 @@ import dagster as dg
 
 from ..backends.base import DeadLetter
 from ..errors import TaskQueueError
+from ..ledger.base import BlockFigures, LedgerStore
 from .drain import Baseline, DrainCursor, DrainState, DrainStatus, check_drain
+from .exact import DEAD_LETTERS_RECORDED, check_exact, record_dead_letters
 from .jobs import RESOURCE_KEY
 from .ops import BASELINE_KEY
 from .resources import TaskQueueResource
@@ -161,7 +169,7 @@ class _Tick:
                 f"halted: block {key} run {run.run_id} recorded no baseline ({BASELINE_KEY})", cursor
             )
         try:
-            status = self._drain(cursor.drain, baseline)
+            status = self._drain(key, cursor.drain, baseline)
         except TaskQueueError as e:
             return _skip(f"block {key}: cannot read the queue: {e}", cursor)
         cursor = replace(cursor, drain=status.cursor)
@@ -185,9 +193,22 @@ class _Tick:
         request = block_run_request(cursor.series, self.keys[cursor.index])
         return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
 
-    def _drain(self, drain: DrainCursor, baseline: Baseline) -> DrainStatus:
+    def _drain(self, key: str, drain: DrainCursor, baseline: Baseline) -> DrainStatus:
+        ledger = self.queue.open_ledger() if baseline.ledger else None
+        try:
+            return self._read_until(key, drain, baseline, ledger)
+        finally:
+            if ledger is not None:
+                ledger.close()
+
+    def _read_until(
+        self, key: str, drain: DrainCursor, baseline: Baseline, ledger: LedgerStore | None
+    ) -> DrainStatus:
+        """Read the queue (and the ledger, as the asset chain does) until a verdict or the tick's budget."""
         policy = self.queue.drain_policy()
         deadline = self.clock() + self.tick_budget_seconds
+        figures: BlockFigures | None = None
+        read_at = float("-inf")
         with self.queue.get_queue() as queue:
             reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
             while True:
@@ -201,6 +222,18 @@ class _Tick:
                     dead_letters=reader,
                     sample_size=self.queue.dead_letter_sample,
                 )
+                if ledger is not None:
+                    if status.dead and reader is not None:
+                        record_dead_letters(ledger, key, reader(min(status.dead, DEAD_LETTERS_RECORDED)))
+                    stale = (
+                        now - read_at >= ledger.read_interval_seconds
+                        or status.state is not DrainState.WAITING
+                    )
+                    if figures is None or stale:
+                        figures, read_at = ledger.figures(key), now
+                    status = check_exact(status, figures)
+                    if status.ledger is not None and status.ledger["mode"] == "fallback":
+                        log.warning("block %s: %s", key, status.reason)
                 if status.state is not DrainState.WAITING or now + self.poll_seconds > deadline:
                     return status
                 drain = status.cursor

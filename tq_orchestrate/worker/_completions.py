@@ -37,6 +37,7 @@ from ..backends.base import Message
 from ..errors import LeaseLostError
 from ..ledger.base import DONE, LedgerStore
 from ..ledger.identity import Identity, identity_of
+from . import _faults
 from ._report import WorkerStats
 
 __all__ = ["DELETE_FLUSH_SECONDS", "Completed", "Completions"]
@@ -272,12 +273,14 @@ class Completions:
         if self._ledger is not None:
             entries = [(i, DONE) for i in _identities(done)]
             if entries:
+                _faults.before_record(len(entries))  # test-only hooks, inert unless set
                 try:
                     self._retrying(self._ledger.record, entries)
                 except Exception as e:
                     if not is_transient(e):
                         raise
                     return _Deletion(0, list(handles), e)
+                _faults.after_record(len(entries))
         return self._delete(handles)
 
     def _delete(self, handles: list[str]) -> _Deletion:

@@ -26,6 +26,7 @@ from .._heartbeat import Heartbeat
 from ..backends.base import Message
 from ..errors import BackendError, TaskQueueError
 from ..ledger import open_ledger
+from . import _faults
 from ._completions import Completed, Completions
 from ._execute import Executor
 from ._options import WorkerOptions
@@ -109,7 +110,7 @@ class Worker:
             forget=self._forget,
             completed=self._completed,
             back_off=self._request_back_off,
-            ledger=open_ledger(o.ledger_url) if o.ledger_url else None,
+            ledger=_faults.wrap_ledger(open_ledger(o.ledger_url)) if o.ledger_url else None,
             ledger_flush_tasks=o.ledger_flush_tasks,
             ledger_flush_seconds=o.ledger_flush_seconds,
         )
