@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import BackendError, ConfigurationError
-from ._aws import check_endpoint
+from ._aws import check_endpoint, proxy_for
 from ._http_blocking import BlockingConnection, HttpResponse, TransportError
 from ._sigv4 import FrozenCredentials, SigV4Signer, amz_date
 from ._sqs.protocol import ErrorReply, FifoIds, batch_failures, error_for, send_entries
@@ -63,9 +62,6 @@ __all__ = [
 
 DEFAULT_CONCURRENCY = 256
 """Requests in flight per process: enough to hide 20-40 ms round trips at 6,000+ calls/s."""
-
-_SYSTEM_PROXIES = ("darwin", "win32")
-"""Platforms where urllib also reads proxies from the system's settings."""
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 SEND_TARGET = "AmazonSQS.SendMessageBatch"
@@ -295,24 +291,6 @@ def _quote_path(path: str) -> str:
     from urllib.parse import quote
 
     return quote(path or "/", safe="/~")
-
-
-def proxy_for(url: str) -> bool:
-    """True when the environment configures an HTTP(S) proxy for ``url``."""
-    if (
-        not any(name.lower().endswith("_proxy") for name in os.environ)
-        and sys.platform not in _SYSTEM_PROXIES
-    ):
-        return False  # what urllib.request.getproxies() says here, without importing it
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    proxies = urllib.request.getproxies()
-    if parts.scheme not in proxies:
-        return False
-    return not urllib.request.proxy_bypass(host)
 
 
 class FastClient(Transport):

@@ -122,7 +122,7 @@ def resolve_engine(option: str, endpoint_url: str) -> str:
     """
     if option != "auto":
         return option
-    from ..sqs_fast import proxy_for
+    from .._aws import proxy_for
 
     if proxy_for(endpoint_url) or _moto_mock_active():
         return "boto3"
