@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +103,9 @@ class Uploader:
 
     def run(self, tasks: Iterable[Any]) -> int:
         """Send every task; return how many were inserted or raise UploadError."""
-        sender = self._backend.open_sender(self._concurrency)
+        size = len(tasks) if isinstance(tasks, Sized) else None
+        expected = -(-size // self._max_count) if size else None
+        sender = self._backend.open_sender(self._concurrency, expected_batches=expected)
         self._submit_to = sender.submit
         try:
             for batch in self._batches(tasks):

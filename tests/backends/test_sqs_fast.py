@@ -22,7 +22,7 @@ from tq_orchestrate.backends._aws import AwsTarget, resolve_settings
 from tq_orchestrate.backends._http11 import HttpResponse
 from tq_orchestrate.backends._sqs.protocol import batch_failures
 from tq_orchestrate.backends.base import EntryFailure, SendOutcome
-from tq_orchestrate.backends.sqs_fast import FastSender, sqs_error
+from tq_orchestrate.backends.sqs_fast import FastSender, open_pool, sqs_error
 from tq_orchestrate.errors import BackendError, ConfigurationError
 from tq_orchestrate.testing import Faults, SqsStandIn
 from tq_orchestrate.testing.sqs_state import md5_hex
@@ -132,6 +132,29 @@ def test_connections_open_as_batches_go_out_not_up_front(standin: SqsStandIn) ->
     outcomes = send_all(sender, make_batches(3))
     assert outcomes == [[], [], []]
     assert 1 <= sender.connections_opened <= 3
+
+
+def test_connections_opened_ahead_are_used_not_added_to(standin: SqsStandIn) -> None:
+    """A pool warmed for 5 batches (open_pool(warm=5)) sends them on those connections."""
+    url = standin.create_queue("ahead")
+    target = target_for(url, standin.endpoint_url)
+    pool = open_pool(target, 8, warm=5)
+    sender = FastSender(target, concurrency=8, pool=pool)
+    outcomes = send_all(sender, make_batches(5))
+    assert outcomes == [[] for _ in range(5)]
+    assert sender.connections_opened == 5
+    assert standin.stats.requests["SendMessageBatch"] == 5
+
+
+def test_connections_opened_ahead_to_nowhere_leave_requests_to_connect() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there
+    url = f"http://127.0.0.1:{port}/000000000000/gone"
+    target = target_for(url, f"http://127.0.0.1:{port}")
+    sender = FastSender(target, concurrency=4, pool=open_pool(target, 4, warm=4))
+    outcomes = send_all(sender, make_batches(2))
+    assert all(isinstance(o, BackendError) and o.retryable for o in outcomes)
 
 
 def test_server_closing_keep_alive_connections(standin: SqsStandIn) -> None:

@@ -229,6 +229,43 @@ def test_retry_policy_gives_up_after_its_attempts() -> None:
     assert len(calls) == 2
 
 
+def test_retry_policy_call_tries_first_then_continues_the_same_policy() -> None:
+    policy = RetryPolicy(attempts=3, initial_seconds=0.5, max_seconds=1.0)
+    slept: list[float] = []
+    calls: list[int] = []
+    assert policy.call(lambda: calls.append(1) or "first", sleep=slept.append) == "first"
+    assert calls == [1] and slept == []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise BackendError("busy", queue="q", retryable=True)
+        return "done"
+
+    assert policy.call(flaky, sleep=slept.append) == "done"  # attempts 1, 2 fail; 3 works
+    assert len(calls) == 4 and len(slept) == 2 and all(0 <= s <= 1.0 for s in slept)
+
+    def always() -> None:
+        calls.append(1)
+        raise BackendError("busy", queue="q", retryable=True)
+
+    calls.clear()
+    with pytest.raises(BackendError, match="busy"):
+        policy.call(always, sleep=slept.append)
+    assert len(calls) == 3  # the policy's attempts, the first one included
+
+    def fatal() -> None:
+        calls.append(1)
+        raise BackendError("no", queue="q", retryable=False)
+
+    calls.clear()
+    with pytest.raises(BackendError, match="busy"):
+        RetryPolicy(attempts=1).call(always)  # a single attempt: never retried
+    with pytest.raises(BackendError, match="no"):
+        policy.call(fatal)
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize(
     "bad", [{"attempts": 0}, {"initial_seconds": 0}, {"max_seconds": 0.1, "initial_seconds": 1}]
 )

@@ -32,6 +32,7 @@ import ipaddress
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
@@ -57,6 +58,7 @@ __all__ = [
     "load_secret_file",
     "make_session",
     "parse_queue_url",
+    "proxy_for",
     "resolve_settings",
     "secret_file_candidates",
 ]
@@ -496,3 +498,24 @@ def _nothing_else_configured() -> bool:
         except OSError:  # absent
             continue
     return True
+
+
+_SYSTEM_PROXIES = ("darwin", "win32")
+"""Platforms where urllib also reads proxies from the system's settings."""
+
+
+def proxy_for(url: str) -> bool:
+    """True when the environment configures an HTTP(S) proxy for ``url``."""
+    if (
+        not any(name.lower().endswith("_proxy") for name in os.environ)
+        and sys.platform not in _SYSTEM_PROXIES
+    ):
+        return False  # what urllib.request.getproxies() says here, without importing it
+    import urllib.request
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(host)

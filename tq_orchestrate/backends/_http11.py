@@ -29,7 +29,7 @@ import logging
 import ssl
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from ._http_blocking import (
     _MAX_HEAD_BYTES,
@@ -93,6 +93,8 @@ class HttpPool:
         self._busy: set[_Connection] = set()
         self._waiting: deque[_Job] = deque()
         self._opening = 0
+        self._warming = 0
+        """Connections :meth:`warm` is opening that no request waits for yet."""
         self._connecting: set[asyncio.Future[None]] = set()
         self._open = 0
         self.connections_opened = 0
@@ -106,6 +108,17 @@ class HttpPool:
         if not self._wake_pending:
             self._wake_pending = True
             loop.call_soon_threadsafe(self._drain)
+
+    def warm(self, connections: int) -> None:
+        """Start the loop thread and open up to ``connections`` idle connections ahead
+        of the requests (at most ``max_connections`` in all); returns at once.
+
+        A request that arrives meanwhile waits for one of them rather than opening
+        another. A connection that cannot be opened is simply not there: requests
+        open their own then, with the usual retry.
+        """
+        loop = self._loop or self._start()
+        loop.call_soon_threadsafe(self._open_ahead, connections)
 
     def close(self) -> None:
         """Abort every connection and stop the loop thread (pending callbacks get errors)."""
@@ -165,28 +178,65 @@ class HttpPool:
                 self._busy.add(conn)
                 return
             conn.close()  # stale: the server may be closing it right now
-        if self._open + self._opening < self.max_connections:
+        if self._warming > len(self._waiting):
+            self._waiting.append(job)  # a connection being opened ahead takes it
+        elif self._open + self._opening < self.max_connections:
             self._opening += 1
-            task = asyncio.ensure_future(self._connect_for(job))
-            self._connecting.add(task)  # a strong reference until it finishes
-            task.add_done_callback(self._connecting.discard)
+            self._track(self._connect_for(job))
         else:
             self._waiting.append(job)
+
+    def _track(self, coroutine: Coroutine[None, None, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._connecting.add(task)  # a strong reference until it finishes
+        task.add_done_callback(self._connecting.discard)
+
+    def _open_ahead(self, connections: int) -> None:
+        if self._closed:
+            return
+        for _ in range(max(0, min(connections, self.max_connections - self._open - self._opening))):
+            self._opening += 1
+            self._warming += 1
+            self._track(self._connect_ahead())
+
+    async def _connect_ahead(self) -> None:
+        assert self._loop is not None
+        try:
+            conn: _Connection | None = await self._new_connection()
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
+            log.debug("opening a connection ahead failed: %s: %s", type(e).__name__, e)
+            conn = None
+        self._opening -= 1
+        self._warming -= 1
+        if conn is None:
+            self._next_waiting()  # a request that waited for it opens its own
+            return
+        self._open += 1  # as in _connect_for: a connection lost already was counted down
+        self.connections_opened += 1
+        if conn.usable():
+            self._finished(conn, reusable=True)
+        else:
+            self._next_waiting()
+
+    async def _new_connection(self) -> _Connection:
+        assert self._loop is not None
+        _, conn = await asyncio.wait_for(
+            self._loop.create_connection(
+                lambda: _Connection(self),
+                self.host,
+                self.port,
+                ssl=self._ssl,
+                server_hostname=self.host if self._ssl is not None else None,
+            ),
+            self._connect_timeout,
+        )
+        return conn
 
     async def _connect_for(self, job: _Job) -> None:
         assert self._loop is not None
         job.attempts += 1
         try:
-            _, conn = await asyncio.wait_for(
-                self._loop.create_connection(
-                    lambda: _Connection(self),
-                    self.host,
-                    self.port,
-                    ssl=self._ssl,
-                    server_hostname=self.host if self._ssl is not None else None,
-                ),
-                self._connect_timeout,
-            )
+            conn = await self._new_connection()
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
             self._opening -= 1
             self._connect_failed(job, e)

@@ -190,10 +190,11 @@ class Backend(ABC):
     def purge(self) -> None:
         """Delete every message, leased or not."""
 
-    def open_sender(self, concurrency: int | None = None) -> BatchSender:
+    def open_sender(self, concurrency: int | None = None, expected_batches: int | None = None) -> BatchSender:
         """A sender for bulk upload (``None``: the backend's own default concurrency).
 
-        Backends with a faster engine override this.
+        ``expected_batches`` (when the upload's size is known) lets a sender open
+        connections ahead. Backends with a faster engine override this.
         """
         return ThreadSender(self, concurrency or self.capabilities.upload_concurrency)
 

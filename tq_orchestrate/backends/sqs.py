@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from ..errors import BackendError, ConfigurationError, LeaseLostError
 from ._aws import AwsTarget, check_endpoint, parse_queue_url, resolve_settings
 from ._sqs import protocol
-from ._sqs.connection import QueueConnection
+from ._sqs.connection import QueueConnection, in_background
 from ._sqs.dead_letters import (
     ATTRIBUTES,
     ReceivedMemo,
@@ -72,7 +72,9 @@ from ._sqs.transports import translate as _translate
 from .base import Backend, BatchSender, Capabilities, Counts, DeadLetter, EntryFailure, Message, ThreadSender
 
 if TYPE_CHECKING:
-    pass
+    from concurrent.futures import Future
+
+    from ._http11 import HttpPool
 
 log = logging.getLogger(__name__)
 
@@ -218,23 +220,44 @@ class SQSBackend(Backend):
             raise _translate(e, "SendMessageBatch", self.address.name) from e
         return protocol.batch_failures(response, bodies)
 
-    def open_sender(self, concurrency: int | None = None) -> BatchSender:
+    def open_sender(self, concurrency: int | None = None, expected_batches: int | None = None) -> BatchSender:
         """The bulk upload engine chosen by the ``engine`` option (see the module docstring).
 
-        The fast sender's HTTP engine (asyncio, ~15 ms) is imported in a
-        background thread during GetQueueUrl's round trip, when it is asked.
+        When the fast engine asks GetQueueUrl itself, its connection pool is built
+        in a background thread during that round trip (importing asyncio, ~15 ms),
+        and up to ``expected_batches`` connections are opened ahead.
         """
+        ahead: list[Future[HttpPool]] = []
         if self.options.engine != "boto3":
-            self._connections.prefetch_during_lookup = ("tq_orchestrate.backends._http11",)
-        if self.engine == "fast":
+
+            def open_ahead(found: AwsTarget) -> None:
+                ahead.append(in_background(_open_pool, found, concurrency, expected_batches or 0))
+
+            self._connections.before_lookup = open_ahead
+        try:
+            engine = self.engine
+        except BaseException:
+            _discard(ahead)
+            raise
+        finally:
+            self._connections.before_lookup = None
+        if engine == "fast":
             from .sqs_fast import DEFAULT_CONCURRENCY, FastSender
 
-            return FastSender(
-                self.target,
-                concurrency or DEFAULT_CONCURRENCY,
-                allow_insecure_http=self.options.allow_insecure_http,
-                fifo_ids=self.fifo_ids if self.fifo else None,
-            )
+            pool = _pool_or_none(ahead)
+            try:
+                return FastSender(
+                    self.target,
+                    concurrency or DEFAULT_CONCURRENCY,
+                    allow_insecure_http=self.options.allow_insecure_http,
+                    fifo_ids=self.fifo_ids if self.fifo else None,
+                    pool=pool,
+                )
+            except BaseException:
+                if pool is not None:
+                    pool.close()
+                raise
+        _discard(ahead)
         threads = concurrency or self.capabilities.upload_concurrency
         self._connections.clients(pool_size=threads, bulk=True)
         return ThreadSender(cast(Backend, _BulkSend(self)), threads)
@@ -503,6 +526,36 @@ def _is_client_error(error: Exception) -> bool:
     import botocore.exceptions
 
     return isinstance(error, botocore.exceptions.ClientError)
+
+
+def _open_pool(found: AwsTarget, concurrency: int | None, expected_batches: int) -> HttpPool:
+    from .sqs_fast import DEFAULT_CONCURRENCY, open_pool
+
+    size = concurrency or DEFAULT_CONCURRENCY
+    return open_pool(found, size, warm=min(size, expected_batches))
+
+
+def _pool_or_none(ahead: list[Future[HttpPool]]) -> HttpPool | None:
+    """The pool built during GetQueueUrl, or None (not built; or failed: the sender
+    builds its own and reports the error)."""
+    if not ahead:
+        return None
+    try:
+        return ahead[0].result()
+    except Exception:
+        log.debug("opening connections ahead failed", exc_info=True)
+        return None
+
+
+def _discard(ahead: list[Future[HttpPool]]) -> None:
+    """Close the pool built during GetQueueUrl once it exists (it is not used)."""
+    for future in ahead:
+        future.add_done_callback(_close_pool)
+
+
+def _close_pool(future: Future[HttpPool]) -> None:
+    if future.exception() is None:
+        future.result().close()
 
 
 def _rebuild(url: str, options: dict[str, Any]) -> SQSBackend:

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import BackendError, ConfigurationError
-from ._aws import check_endpoint
+from ._aws import check_endpoint, proxy_for
 from ._http_blocking import BlockingConnection, HttpResponse, TransportError
 from ._sigv4 import FrozenCredentials, SigV4Signer, amz_date
 from ._sqs.protocol import ErrorReply, FifoIds, batch_failures, error_for, send_entries
 from ._sqs.retry import RetryPolicy
-from ._sqs.transports import Transport, proxy_for
+from ._sqs.transports import Transport
 from .base import SendOutcome
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "FastClient",
     "FastSender",
+    "open_pool",
     "proxy_for",
     "sqs_error",
 ]
@@ -88,6 +89,7 @@ class FastSender:
         fifo_ids: FifoIds | None = None,
         connect_timeout_seconds: float = 10.0,
         read_timeout_seconds: float = 60.0,
+        pool: HttpPool | None = None,
     ) -> None:
         check_endpoint(target.endpoint_url, allow_insecure_http)
         if target.fifo and fifo_ids is None:
@@ -108,19 +110,17 @@ class FastSender:
             f"Content-Type: {CONTENT_TYPE}\r\nX-Amz-Target: {SEND_TARGET}\r\n"
             "User-Agent: tq-orchestrate\r\n"
         )
-        from ._http11 import HttpPool  # asyncio: only an upload needs it
-
-        tls = _tls_context(target.ca_bundle) if target.scheme == "https" else None
         self.concurrency = max(1, concurrency)
-        self._pool: HttpPool = HttpPool(
-            target.hostname,
-            target.port,
-            max_connections=self.concurrency,
-            ssl_context=tls,
-            connect_timeout_seconds=connect_timeout_seconds,
-            read_timeout_seconds=read_timeout_seconds,
-            name="tqo-sqs-fast",
-        )
+        if pool is None or pool.max_connections != self.concurrency:
+            if pool is not None:
+                pool.close()
+            pool = open_pool(
+                target,
+                self.concurrency,
+                connect_timeout_seconds=connect_timeout_seconds,
+                read_timeout_seconds=read_timeout_seconds,
+            )
+        self._pool: HttpPool = pool
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._closed = False
 
@@ -205,6 +205,36 @@ class FastSender:
             log.exception("upload callback failed")
         finally:
             self._slots.release()
+
+
+def open_pool(
+    target: AwsTarget,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    *,
+    warm: int = 0,
+    connect_timeout_seconds: float = 10.0,
+    read_timeout_seconds: float = 60.0,
+) -> HttpPool:
+    """The connection pool a :class:`FastSender` to ``target``'s endpoint uses (``pool=``),
+    with ``warm`` connections being opened ahead (see :meth:`._http11.HttpPool.warm`).
+
+    Needs only the endpoint: it can be built, and its connections opened, while
+    GetQueueUrl is still asked.
+    """
+    from ._http11 import HttpPool  # asyncio: only an upload needs it
+
+    pool = HttpPool(
+        target.hostname,
+        target.port,
+        max_connections=max(1, concurrency),
+        ssl_context=_tls_context(target.ca_bundle) if target.scheme == "https" else None,
+        connect_timeout_seconds=connect_timeout_seconds,
+        read_timeout_seconds=read_timeout_seconds,
+        name="tqo-sqs-fast",
+    )
+    if warm > 0:
+        pool.warm(warm)
+    return pool
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

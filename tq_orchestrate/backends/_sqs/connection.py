@@ -7,13 +7,13 @@ resolved engine names (:func:`.transports.open_transport`).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import sys
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._aws import AwsSettings, AwsTarget, QueueAddress, environment_target, resolve_settings
 from .dead_letters import ensure_queues
@@ -31,9 +31,10 @@ from .transports import translate as _translate
 if TYPE_CHECKING:
     from ..sqs_fast import FastClient
 
-__all__ = ["Clients", "QueueConnection", "prefetch_modules"]
+__all__ = ["Clients", "QueueConnection", "in_background"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class QueueConnection:
         self._target: AwsTarget | None = None
         self._lookup_client: FastClient | None = None
         """The FastClient that asked GetQueueUrl, handed on to the transport."""
-        self.prefetch_during_lookup: tuple[str, ...] = ()
-        """Modules to import in the background while the fast engine asks GetQueueUrl."""
+        self.before_lookup: Callable[[AwsTarget], object] | None = None
+        """Called with the endpoint-only target right before the fast engine asks
+        GetQueueUrl, to start work that overlaps its round trip (see :func:`in_background`)."""
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():  # forked: never share a client, a socket or a lock
@@ -130,7 +132,8 @@ class QueueConnection:
         queue_url = self.address.queue_url
         if queue_url is None:
             client = self._fast_client_for(found)
-            prefetch_modules(*self.prefetch_during_lookup)
+            if self.before_lookup is not None:
+                self.before_lookup(found)
             try:
                 queue_url = str(client.call("GetQueueUrl", {"QueueName": self.address.name})["QueueUrl"])
             except BaseException:  # no queue, no credentials...: nothing stays open
@@ -244,21 +247,18 @@ def _without_validation(settings: AwsSettings, client: Any) -> Any:
     )
 
 
-def prefetch_modules(*names: str) -> None:
-    """Import ``names`` in a daemon thread, unless they are imported already.
+def in_background(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` in a daemon thread; its result (or error) in the returned future.
 
-    For a module needed right after a network round trip: its import runs
-    while this thread waits. An import that fails there is simply imported
-    (and fails) again where it is used.
+    For work that can overlap a network round trip (imports, opening connections).
     """
-    missing = [name for name in names if name not in sys.modules]
-    if missing:
-        threading.Thread(target=_import_quietly, args=(missing,), name="tqo-prefetch", daemon=True).start()
+    future: Future[T] = Future()
 
-
-def _import_quietly(names: list[str]) -> None:
-    for name in names:
+    def run() -> None:
         try:
-            importlib.import_module(name)
-        except Exception:  # reported where the module is used
-            log.debug("prefetching %s failed", name, exc_info=True)
+            future.set_result(fn(*args))
+        except BaseException as e:  # handed to whoever reads the future
+            future.set_exception(e)
+
+    threading.Thread(target=run, name="tqo-ahead", daemon=True).start()
+    return future

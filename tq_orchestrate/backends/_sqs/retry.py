@@ -4,6 +4,10 @@ Like botocore's ``standard`` retry mode: up to ``attempts`` tries while the call
 fails with a retryable :class:`~tq_orchestrate.errors.BackendError` (a transport
 error, HTTP 5xx or 429, a throttling code), sleeping a random time up to
 ``initial_seconds * multiplier**(n-1)`` (at most ``max_seconds``) in between.
+
+tenacity is imported only once a first attempt has failed (about 5 ms of a
+fresh process's first call): :meth:`RetryPolicy.call` makes the first attempt
+itself and hands a failure to the same tenacity policy as its attempt 1.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from ...errors import BackendError, ConfigurationError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RetryPolicy"]
 
@@ -52,6 +57,8 @@ class RetryPolicy:
 
     def retrying(self, sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
         """A fresh tenacity controller for one call (re-raises the last error)."""
+        import tenacity
+
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
             wait=tenacity.wait_random_exponential(
@@ -63,6 +70,23 @@ class RetryPolicy:
             reraise=True,
         )
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """``fn()``, tried again while it raises a retryable BackendError."""
-        return self.retrying()(fn)
+    def call(self, fn: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+        """``fn()``, tried again while it raises a retryable BackendError.
+
+        The first attempt runs here; only its failure builds the tenacity policy,
+        whose attempt 1 re-raises that failure, so the numbering, the waits and
+        the stop are exactly the policy's.
+        """
+        try:
+            return fn()
+        except Exception as e:
+            if not _retryable(e) or self.attempts == 1:
+                raise
+            first: list[Exception] = [e]
+
+        def again() -> T:
+            if first:
+                raise first.pop()
+            return fn()
+
+        return self.retrying(sleep)(again)

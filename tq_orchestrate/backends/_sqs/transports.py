@@ -11,7 +11,6 @@ botocore's errors to ours.
 
 from __future__ import annotations
 
-import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -114,28 +113,6 @@ class RoutedTransport(Transport):
         self.fast.close()
 
 
-_SYSTEM_PROXIES = ("darwin", "win32")
-"""Platforms where urllib also reads proxies from the system's settings."""
-
-
-def proxy_for(url: str) -> bool:
-    """True when the environment configures an HTTP(S) proxy for ``url``."""
-    if (
-        not any(name.lower().endswith("_proxy") for name in os.environ)
-        and sys.platform not in _SYSTEM_PROXIES
-    ):
-        return False  # what urllib.request.getproxies() says here, without importing it
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    proxies = urllib.request.getproxies()
-    if parts.scheme not in proxies:
-        return False
-    return not urllib.request.proxy_bypass(host)
-
-
 def resolve_engine(option: str, endpoint_url: str) -> str:
     """``"fast"`` or ``"boto3"`` for the ``engine`` option (``"auto"`` resolved).
 
@@ -145,6 +122,8 @@ def resolve_engine(option: str, endpoint_url: str) -> str:
     """
     if option != "auto":
         return option
+    from .._aws import proxy_for
+
     if proxy_for(endpoint_url) or _moto_mock_active():
         return "boto3"
     return "fast"
