@@ -14,12 +14,15 @@ from tq_orchestrate.backends._fq import spare
 from tq_orchestrate.backends._fq.files import open_directories
 from tq_orchestrate.backends.fq import FileQueueBackend
 
+_IN_MEMORY = spare._in_memory
+
 
 @pytest.fixture(autouse=True)
 def no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Spares are reusable at once (they wait a second in use)."""
     monkeypatch.setattr(spare, "MIN_AGE_SECONDS", 0.0)
     monkeypatch.setattr(spare, "_RECOUNT_SECONDS", 0.0)
+    monkeypatch.setattr(spare, "_in_memory", lambda path: False)  # tmp_path may be on tmpfs
 
 
 def _backend(path: Path, query: str = "") -> FileQueueBackend:
@@ -187,3 +190,18 @@ def test_large_task_files_are_not_kept(tmp_path: Path) -> None:
     backend.send_batch(['{"n": "' + "x" * spare.MAX_BYTES + '"}', '{"n": 2}'])
     assert _drain(backend) == 2
     assert len(os.listdir(tmp_path / "tqo" / "spare")) == 3  # two movement files, one small task file
+
+
+def test_no_pool_on_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spare, "_in_memory", lambda path: True)
+    backend = _backend(tmp_path)
+    backend.send_batch(['{"n": 1}'])
+    assert _drain(backend) == 1
+    assert os.listdir(tmp_path / "tqo" / "spare") == os.listdir(tmp_path / "queue") == []
+
+
+def test_tmpfs_is_detected() -> None:
+    if spare.statfs_magic("/dev/shm") != 0x01021994:
+        pytest.skip("no tmpfs at /dev/shm")
+    assert _IN_MEMORY("/dev/shm")
+    assert not _IN_MEMORY("/") or spare.statfs_magic("/") == 0x01021994

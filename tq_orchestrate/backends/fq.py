@@ -175,6 +175,7 @@ class FileQueueBackend(Backend):
                 os.makedirs(directory, exist_ok=True)
         except OSError as e:
             raise self._error(f"{action}: creating the queue directories", e) from e
+        self._spares.probe()
         try:
             remove_stale(self.layout.tmp, time.time())
         except OSError as e:
