@@ -37,6 +37,8 @@ How this differs from upstream, without leaving its format:
   the other worker's task.
 * Leases are rounded up to whole seconds (upstream rounds down).
 * Receive counts, errors and dead letters live in ``tqo/``.
+* Our deletes keep a task's files in ``tqo/spare`` and our inserts rewrite them
+  (no inode to create; not on tmpfs): see :mod:`._fq.spare`.
 """
 
 from __future__ import annotations
