@@ -37,10 +37,13 @@ How this differs from upstream, without leaving its format:
   the other worker's task.
 * Leases are rounded up to whole seconds (upstream rounds down).
 * Receive counts, errors and dead letters live in ``tqo/``.
+* Our deletes keep a task's files in ``tqo/spare`` and our inserts rewrite them
+  (no inode to create; not on tmpfs): see :mod:`._fq.spare`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -76,6 +79,7 @@ from ._fq.files import (
 )
 from ._fq.layout import Layout
 from ._fq.names import add_id, expiry_timestamp, new_idents, parse_name, strip_id, task_name
+from ._fq.spare import SparePool, remove_stale
 from ._fq.writer import Directories, NewTask, write_tasks
 from .base import Backend, Capabilities, Counts, DeadLetter, EntryFailure, Message
 
@@ -147,6 +151,7 @@ class FileQueueBackend(Backend):
         self._errored: set[str] = set()
         self._ready = False
         self._legacy_checked = False
+        self._spares = SparePool(self.layout.spare)
         self._tmpfile: bool | None = None
         """Whether task files are written unnamed in queue/ and linked (None: not probed yet)."""
 
@@ -172,6 +177,11 @@ class FileQueueBackend(Backend):
                 os.makedirs(directory, exist_ok=True)
         except OSError as e:
             raise self._error(f"{action}: creating the queue directories", e) from e
+        self._spares.probe()
+        try:
+            remove_stale(self.layout.tmp, time.time())
+        except OSError as e:
+            log.warning("%s: cannot clean %s: %s", self.url, self.layout.tmp, e)
         self._ready = True
 
     def _check_legacy(self) -> None:
@@ -217,13 +227,15 @@ class FileQueueBackend(Backend):
         ]
         layout = self.layout
         try:
-            with open_directories(layout.movement, layout.tmp, layout.queue) as fds:
+            with open_directories(layout.movement, layout.tmp, layout.queue, layout.spare) as fds:
                 dirs = Directories(*fds)
                 if self._tmpfile is None:
                     self._tmpfile = supports_tmpfile(dirs.queue, dirs.tmp)
+                spares = self._spares.take(len(tasks) * (2 if movement else 1))
                 written, error = write_tasks(
-                    dirs, tasks, movement=movement, tmpfile=self._tmpfile, fsync=full
+                    dirs, tasks, movement=movement, tmpfile=self._tmpfile, fsync=full, spares=spares
                 )
+                self._spares.give_back(spares)
         except OSError as e:
             raise self._error("send_batch", e) from e
         if error is None:
@@ -399,9 +411,12 @@ class FileQueueBackend(Backend):
         if current is None:
             return 0
         name, ident, side = current
-        if not unlink_quiet(os.path.join(self.layout.queue, name)):
+        try:  # into the spare pool (or unlinked): the commit point either way
+            self._spares.put(os.path.join(self.layout.queue, name))
+        except FileNotFoundError:
             return 0  # the name is gone: re-leased, released or deleted by someone else
-        unlink_quiet(os.path.join(self.layout.movement, ident))
+        with contextlib.suppress(FileNotFoundError):  # none yet (lazy) or upstream deleted the task
+            self._spares.put(os.path.join(self.layout.movement, ident), check_size=False)
         if side:
             unlink_quiet(os.path.join(self.layout.receives, ident))
             unlink_quiet(os.path.join(self.layout.errors, ident))
@@ -537,12 +552,14 @@ class FileQueueBackend(Backend):
         self._prepare("purge")
         layout = self.layout
         try:
-            for directory in (layout.queue, layout.movement, layout.receives, layout.errors, layout.dead):
+            dirs = (layout.queue, layout.movement, layout.receives, layout.errors, layout.dead, layout.spare)
+            for directory in dirs:
                 for name in os.listdir(directory):
                     unlink_quiet(os.path.join(directory, name))
             self._rezero()
         except OSError as e:
             raise self._error("purge", e) from e
+        self._spares.forget()
         with self._lock:
             self._pool.clear()
             self._renewed.clear()

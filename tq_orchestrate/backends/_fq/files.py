@@ -26,6 +26,7 @@ __all__ = [
     "unlink_quiet",
     "supports_tmpfile",
     "update_counter_locked",
+    "write_all",
     "write_linked",
     "write_new",
 ]
@@ -51,7 +52,7 @@ def backend_error(action: str, error: OSError, queue: str) -> BackendError:
     )
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -66,7 +67,7 @@ def write_new(path: str, data: bytes, *, fsync: bool = False, dir_fd: int | None
     try:
         written = os.write(fd, data)
         if written != len(data):
-            _write_all(fd, data[written:])
+            write_all(fd, data[written:])
         if fsync:
             os.fsync(fd)
     except BaseException:
@@ -121,7 +122,7 @@ def write_linked(name: str, data: bytes, *, dir_fd: int, fsync: bool = False) ->
     try:
         written = os.write(fd, data)
         if written != len(data):
-            _write_all(fd, data[written:])
+            write_all(fd, data[written:])
         if fsync:
             os.fsync(fd)
         os.link(f"{_PROC_FD}/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
@@ -170,7 +171,7 @@ def append_bytes(path: str, data: bytes) -> int:
     """Append ``data`` to ``path`` (created if missing); return the file's new size."""
     fd = os.open(path, _APPEND | os.O_CREAT, _MODE)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
         return os.fstat(fd).st_size
     finally:
         os.close(fd)
@@ -210,7 +211,7 @@ def append_line_locked(path: str, line: str, previous: str | None = None) -> int
         _lock(fd)
         size = os.fstat(fd).st_size
         text = f"{previous}\n{line}\n" if size == 0 and previous else f"{line}\n"
-        _write_all(fd, text.encode())
+        write_all(fd, text.encode())
         return size
     finally:
         os.close(fd)  # releases the lock

@@ -10,12 +10,14 @@ Upstream's part (python-task-queue reads and writes these)::
 Ours (upstream never looks at ``DIR/tqo``)::
 
     DIR/tqo/tmp/                task files being written, renamed into queue/ whole
-                                (only where O_TMPFILE is not supported, e.g. NFS)
+                                (spares being rewritten; new files only where
+                                O_TMPFILE is not supported, e.g. NFS)
     DIR/tqo/receives/<id>       one byte per receive after the first (max_receives)
     DIR/tqo/errors/<id>         the last error recorded for a task
     DIR/tqo/dead/<ns>--<id>.json  a dead letter: the task file, moved whole
     DIR/tqo/dead/<ns>--<id>.meta  its receive count and error (JSON)
     DIR/tqo/foreign/            files found in queue/ whose names are not task names
+    DIR/tqo/spare/<ns>.<pid>.<n>  files of deleted tasks, to be rewritten by inserts
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class Layout:
         return os.path.join(self.ours, "foreign")
 
     @property
+    def spare(self) -> str:
+        return os.path.join(self.ours, "spare")
+
+    @property
     def legacy_database(self) -> str:
         return os.path.join(self.root, LEGACY_DATABASE_NAME)
 
@@ -90,4 +96,5 @@ class Layout:
             self.errors,
             self.dead,
             self.foreign,
+            self.spare,
         )
