@@ -328,3 +328,25 @@ def test_parallel_upload_of_a_listing_that_does_not_slice_inserts_each_task_once
     assert tq.insert_all(IgnoresSlices(str(tmp_path / "out"), 0, 300), parallel=3) == 300
     assert tq.enqueued == 300
     assert "does not slice" in caplog.text and "IgnoresSlices[0:100] has 300 items" in caplog.text
+
+
+def test_python_task_queue_keyword_qurl_names_the_queue() -> None:
+    with TaskQueue(qurl="mem://by-qurl", progress=False) as tq:
+        assert tq.url == "mem://by-qurl"
+        tq.insert([st.PrintTask("q")])
+        assert tq.counts().visible == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("mem://a",), {"qurl": "mem://b"}, "give the queue URL once"),
+        ((), {}, "queue URL must be a non-empty string, got None"),
+        ((), {"qurl": ""}, "queue URL must be a non-empty string"),
+    ],
+)
+def test_queue_url_given_twice_or_not_at_all_is_a_clear_error(
+    args: tuple[str, ...], kwargs: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        TaskQueue(*args, **kwargs)

@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 _MAX_LEASE_BATCH = 10
 
 
+def _queue_url(url: str | None, qurl: str | None) -> str:
+    """The queue URL from ``url`` or python-task-queue's keyword ``qurl`` (not both)."""
+    if url is not None and qurl is not None:
+        raise ConfigurationError(f"give the queue URL once: url={url!r} and qurl={qurl!r}")
+    chosen = url if url is not None else qurl
+    if not isinstance(chosen, str) or not chosen:
+        raise ConfigurationError(f"queue URL must be a non-empty string, got {chosen!r}")
+    return chosen
+
+
 class TaskQueue:
     """A queue of tasks named by URL: ``sqs://name``, ``sqlite://path``, ``mem://name``...
 
@@ -46,11 +56,12 @@ class TaskQueue:
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         n_threads: int | None = None,
         green: bool = False,
         progress: bool = True,
         *,
+        qurl: str | None = None,
         array_format: ArrayFormat = "list",
         concurrency: int | None = None,
         retry: RetryPolicy | None = None,
@@ -58,8 +69,7 @@ class TaskQueue:
         region_name: str | None = None,
         **backend_options: Any,
     ) -> None:
-        if not isinstance(url, str) or not url:
-            raise ConfigurationError(f"queue URL must be a non-empty string, got {url!r}")
+        url = _queue_url(url, qurl)
         check_scheme(url)
         concurrency = _concurrency(n_threads, concurrency)
         if region_name is not None:
