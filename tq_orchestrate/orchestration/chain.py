@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field, replace
 import dagster as dg
 
 from ..errors import TaskQueueError
-from ..ledger import BlockFigures, LedgerStore
+from ..ledger import LedgerStore
 from .assets import BlockAssets, baseline_of, ledger_asset_metadata, stalled_evaluation, status_evaluations
 from .drain import Baseline, DrainCursor, DrainState, DrainStatus, check_drain
-from .exact import DEAD_LETTERS_RECORDED, check_exact, record_dead_letters
+from .exact import LedgerReading
 from .resources import TaskQueueResource
 from .sensors import PARTITION_TAG, SERIES_TAG, _dead_letter_reader, new_series_id
 
@@ -312,8 +312,7 @@ class _AssetTick:
     ) -> DrainStatus:
         """Read the queue (and the ledger) every ``poll_seconds`` until a verdict or ``deadline``."""
         policy = self.queue.drain_policy()
-        figures: BlockFigures | None = None
-        read_at = float("-inf")
+        reading = LedgerReading(ledger, key) if ledger is not None else None
         with self.queue.get_queue() as queue:
             reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
             while True:
@@ -327,18 +326,8 @@ class _AssetTick:
                     dead_letters=reader,
                     sample_size=self.queue.dead_letter_sample,
                 )
-                if ledger is not None:
-                    if status.dead and reader is not None:
-                        record_dead_letters(ledger, key, reader(min(status.dead, DEAD_LETTERS_RECORDED)))
-                    # a paid store is read at most every read_interval_seconds, but always before a
-                    # verdict (stale figures are a subset: they can delay a block, never end it early)
-                    stale = (
-                        now - read_at >= ledger.read_interval_seconds
-                        or status.state is not DrainState.WAITING
-                    )
-                    if figures is None or stale:
-                        figures, read_at = ledger.figures(key), now
-                    status = check_exact(status, figures)
+                if reading is not None:
+                    status = reading.judge(status, now, reader)
                 if status.state is not DrainState.WAITING or now + self.poll_seconds > deadline:
                     return status
                 drain = status.cursor

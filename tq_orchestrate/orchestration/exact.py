@@ -15,14 +15,17 @@ reading (:func:`~.drain.check_drain`) and the ledger's figures for the block:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backends.base import DeadLetter
 from ..ledger.base import DEAD, BlockFigures, LedgerStore
 from ..ledger.identity import identity_of
 from .drain import DrainState, DrainStatus
+
+DeadLetterReader = Callable[[int], Sequence[DeadLetter]]
+"""Reads up to N of the block's dead letters (see the chain sensors)."""
 
 __all__ = ["DEAD_LETTERS_RECORDED", "check_exact", "ledger_metadata", "record_dead_letters"]
 
@@ -88,3 +91,30 @@ def ledger_metadata(status: DrainStatus) -> dict[str, Any]:
         "missing": data["missing"],
         "missing sample": list(data["missing sample"]),
     }
+
+
+@dataclass
+class LedgerReading:
+    """The ledger's side of a sensor's drain readings for one block, across one tick.
+
+    Dead letters the counts report are recorded as ``dead``; the block's figures
+    are read at most every ``ledger.read_interval_seconds`` (a paid store), but
+    always before a verdict: stale figures are a subset of the fresh ones, so
+    they can delay a block, never end it early.
+    """
+
+    ledger: LedgerStore
+    block: str
+    figures: BlockFigures | None = None
+    read_at: float = float("-inf")
+
+    def judge(self, status: DrainStatus, now: float, dead_letters: DeadLetterReader | None) -> DrainStatus:
+        """``status`` (the count-based verdict) judged by the ledger as :func:`check_exact` does."""
+        if status.dead and dead_letters is not None:
+            record_dead_letters(
+                self.ledger, self.block, dead_letters(min(status.dead, DEAD_LETTERS_RECORDED))
+            )
+        stale = now - self.read_at >= self.ledger.read_interval_seconds
+        if self.figures is None or stale or status.state is not DrainState.WAITING:
+            self.figures, self.read_at = self.ledger.figures(self.block), now
+        return check_exact(status, self.figures)

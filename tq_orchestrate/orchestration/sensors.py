@@ -37,9 +37,9 @@ import dagster as dg
 
 from ..backends.base import DeadLetter
 from ..errors import TaskQueueError
-from ..ledger.base import BlockFigures, LedgerStore
+from ..ledger.base import LedgerStore
 from .drain import Baseline, DrainCursor, DrainState, DrainStatus, check_drain
-from .exact import DEAD_LETTERS_RECORDED, check_exact, record_dead_letters
+from .exact import LedgerReading
 from .jobs import RESOURCE_KEY
 from .ops import BASELINE_KEY
 from .resources import TaskQueueResource
@@ -207,8 +207,7 @@ class _Tick:
         """Read the queue (and the ledger, as the asset chain does) until a verdict or the tick's budget."""
         policy = self.queue.drain_policy()
         deadline = self.clock() + self.tick_budget_seconds
-        figures: BlockFigures | None = None
-        read_at = float("-inf")
+        reading = LedgerReading(ledger, key) if ledger is not None else None
         with self.queue.get_queue() as queue:
             reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
             while True:
@@ -222,16 +221,8 @@ class _Tick:
                     dead_letters=reader,
                     sample_size=self.queue.dead_letter_sample,
                 )
-                if ledger is not None:
-                    if status.dead and reader is not None:
-                        record_dead_letters(ledger, key, reader(min(status.dead, DEAD_LETTERS_RECORDED)))
-                    stale = (
-                        now - read_at >= ledger.read_interval_seconds
-                        or status.state is not DrainState.WAITING
-                    )
-                    if figures is None or stale:
-                        figures, read_at = ledger.figures(key), now
-                    status = check_exact(status, figures)
+                if reading is not None:
+                    status = reading.judge(status, now, reader)
                     if status.ledger is not None and status.ledger["mode"] == "fallback":
                         log.warning("block %s: %s", key, status.reason)
                 if status.state is not DrainState.WAITING or now + self.poll_seconds > deadline:
