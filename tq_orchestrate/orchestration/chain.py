@@ -30,12 +30,10 @@ from dataclasses import asdict, dataclass, field, replace
 import dagster as dg
 
 from ..errors import TaskQueueError
-from ..ledger import LedgerStore
 from .assets import BlockAssets, baseline_of, ledger_asset_metadata, stalled_evaluation, status_evaluations
-from .drain import Baseline, DrainCursor, DrainState, DrainStatus, check_drain
-from .exact import LedgerReading
+from .drain import Baseline, DrainCursor, DrainState, DrainStatus
 from .resources import TaskQueueResource
-from .sensors import PARTITION_TAG, SERIES_TAG, _dead_letter_reader, new_series_id
+from .sensors import PARTITION_TAG, SERIES_TAG, new_series_id, read_block
 
 log = logging.getLogger(__name__)
 
@@ -300,38 +298,16 @@ class _AssetTick:
             self.sleep(self.upload_poll_seconds)
 
     def _drain(self, key: str, drain: DrainCursor, baseline: Baseline, deadline: float) -> DrainStatus:
-        ledger = self.queue.open_ledger() if baseline.ledger else None
-        try:
-            return self._read_until(key, drain, baseline, deadline, ledger)
-        finally:
-            if ledger is not None:
-                ledger.close()
-
-    def _read_until(
-        self, key: str, drain: DrainCursor, baseline: Baseline, deadline: float, ledger: LedgerStore | None
-    ) -> DrainStatus:
-        """Read the queue (and the ledger) every ``poll_seconds`` until a verdict or ``deadline``."""
-        policy = self.queue.drain_policy()
-        reading = LedgerReading(ledger, key) if ledger is not None else None
-        with self.queue.get_queue() as queue:
-            reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
-            while True:
-                now = self.clock()
-                status = check_drain(
-                    queue.counts(),
-                    drain,
-                    now=now,
-                    baseline=baseline,
-                    policy=policy,
-                    dead_letters=reader,
-                    sample_size=self.queue.dead_letter_sample,
-                )
-                if reading is not None:
-                    status = reading.judge(status, now, reader)
-                if status.state is not DrainState.WAITING or now + self.poll_seconds > deadline:
-                    return status
-                drain = status.cursor
-                self.sleep(self.poll_seconds)
+        return read_block(
+            self.queue,
+            key,
+            drain,
+            baseline,
+            deadline,
+            clock=self.clock,
+            sleep=self.sleep,
+            poll_seconds=self.poll_seconds,
+        )
 
     # -- instance queries -----------------------------------------------------------------------
 

@@ -37,7 +37,6 @@ import dagster as dg
 
 from ..backends.base import DeadLetter
 from ..errors import TaskQueueError
-from ..ledger.base import LedgerStore
 from .drain import Baseline, DrainCursor, DrainState, DrainStatus, check_drain
 from .exact import LedgerReading
 from .jobs import RESOURCE_KEY
@@ -194,41 +193,20 @@ class _Tick:
         return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
 
     def _drain(self, key: str, drain: DrainCursor, baseline: Baseline) -> DrainStatus:
-        ledger = self.queue.open_ledger() if baseline.ledger else None
-        try:
-            return self._read_until(key, drain, baseline, ledger)
-        finally:
-            if ledger is not None:
-                ledger.close()
-
-    def _read_until(
-        self, key: str, drain: DrainCursor, baseline: Baseline, ledger: LedgerStore | None
-    ) -> DrainStatus:
-        """Read the queue (and the ledger, as the asset chain does) until a verdict or the tick's budget."""
-        policy = self.queue.drain_policy()
         deadline = self.clock() + self.tick_budget_seconds
-        reading = LedgerReading(ledger, key) if ledger is not None else None
-        with self.queue.get_queue() as queue:
-            reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
-            while True:
-                now = self.clock()
-                status = check_drain(
-                    queue.counts(),
-                    drain,
-                    now=now,
-                    baseline=baseline,
-                    policy=policy,
-                    dead_letters=reader,
-                    sample_size=self.queue.dead_letter_sample,
-                )
-                if reading is not None:
-                    status = reading.judge(status, now, reader)
-                    if status.ledger is not None and status.ledger["mode"] == "fallback":
-                        log.warning("block %s: %s", key, status.reason)
-                if status.state is not DrainState.WAITING or now + self.poll_seconds > deadline:
-                    return status
-                drain = status.cursor
-                self.sleep(self.poll_seconds)
+        status = read_block(
+            self.queue,
+            key,
+            drain,
+            baseline,
+            deadline,
+            clock=self.clock,
+            sleep=self.sleep,
+            poll_seconds=self.poll_seconds,
+        )
+        if status.ledger is not None and status.ledger["mode"] == "fallback":
+            log.warning("block %s: %s", key, status.reason)  # no asset page here: the log says it
+        return status
 
     def _block_run(self, key: str, cursor: ChainCursor) -> dg.RunRecord | None:
         """The newest run of block ``key`` in this series: tagged with it, or launched since requested."""
@@ -263,6 +241,46 @@ class _Tick:
         if cursor.series is not None and not cursor.complete:
             log.warning("series %s adopted; unfinished series %s abandoned", series, cursor.series)
         return ChainCursor(series=series, series_started_at=started, index=0, requested_at=started - 1e-3)
+
+
+def read_block(
+    resource: TaskQueueResource,
+    key: str,
+    drain: DrainCursor,
+    baseline: Baseline,
+    deadline: float,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], object],
+    poll_seconds: float,
+) -> DrainStatus:
+    """Read block ``key``'s queue (and its ledger) every ``poll_seconds`` until a verdict or ``deadline``."""
+    ledger = resource.open_ledger() if baseline.ledger else None
+    reading = LedgerReading(ledger, key) if ledger is not None else None
+    policy = resource.drain_policy()
+    try:
+        with resource.get_queue() as queue:
+            reader = _dead_letter_reader(queue, baseline) if queue.backend.capabilities.dead_letters else None
+            while True:
+                now = clock()
+                status = check_drain(
+                    queue.counts(),
+                    drain,
+                    now=now,
+                    baseline=baseline,
+                    policy=policy,
+                    dead_letters=reader,
+                    sample_size=resource.dead_letter_sample,
+                )
+                if reading is not None:
+                    status = reading.judge(status, now, reader)
+                if status.state is not DrainState.WAITING or now + poll_seconds > deadline:
+                    return status
+                drain = status.cursor
+                sleep(poll_seconds)
+    finally:
+        if ledger is not None:
+            ledger.close()
 
 
 def _dead_letter_reader(queue: Any, baseline: Baseline) -> Callable[[int], Sequence[DeadLetter]]:
