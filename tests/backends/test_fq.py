@@ -354,3 +354,29 @@ def test_a_failed_write_keeps_the_written_prefix_and_leaves_nothing_else(
     assert _files(tmp_path / "tqo" / "tmp") == []
     assert (tmp_path / "insertions").read_text() == str(stop)
     assert sorted(backend.bodies()) == bodies[:stop]
+
+
+def test_an_empty_task_file_upstream_is_still_writing_is_not_leased(tmp_path: Path) -> None:
+    # python-task-queue creates its task file, then writes it: a worker may see it empty.
+    from tq_orchestrate.backends._fq.names import task_name
+
+    backend = open_backend(f"fq://{tmp_path}/q")
+    try:
+        assert backend.send_batch(["warm-up"]) == []  # lays out the directories
+        (warm,) = backend.receive(1, 30)
+        assert backend.delete([warm.handle]) == 1
+        path = tmp_path / "q" / "queue" / task_name(0, "being-written")
+        path.write_bytes(b"")
+        assert backend.receive(10, 30) == [], "an empty young file is left to its writer"
+        path.write_bytes(b'{"payload": {"class": "PrintTask", "txt": "late"}, "queueName": "q"}')
+        (message,) = backend.receive(10, 30)
+        assert message.body == '{"payload": {"class": "PrintTask", "txt": "late"}, "queueName": "q"}'
+        assert message.receive_count == 1
+        stale = tmp_path / "q" / "queue" / task_name(0, "never-written")
+        stale.write_bytes(b"")
+        old = stale.stat().st_mtime - 2 * fq_module.WRITE_GRACE_SECONDS
+        os.utime(stale, (old, old))
+        (empty,) = backend.receive(10, 30)  # empty past the grace: delivered, so it can be dead-lettered
+        assert (empty.message_id, empty.body) == ("never-written", "")
+    finally:
+        backend.close()

@@ -125,6 +125,26 @@ def queue_directory(url: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
+WRITE_GRACE_SECONDS = 10.0
+"""How long an empty task file may be python-task-queue's write in progress."""
+
+
+def _still_being_written(path: str) -> bool:
+    """True for an empty task file modified in the last :data:`WRITE_GRACE_SECONDS`.
+
+    python-task-queue writes its task files in place (open, then write), so a
+    worker can find one that exists but is still empty. Leasing it would hand an
+    empty body to a worker, which dead-letters it as corrupt: such a file is
+    left alone until it has content or has been empty for the grace period.
+    (Ours appear whole: they are written unnamed, then linked or renamed in.)
+    """
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return status.st_size == 0 and time.time() - status.st_mtime < WRITE_GRACE_SECONDS
+
+
 class FileQueueBackend(Backend):
     """A queue in a directory, one file per task, in python-task-queue's format."""
 
@@ -349,6 +369,8 @@ class FileQueueBackend(Backend):
         stamp, ident = parsed
         leased_name = task_name(expiry_timestamp(time.time(), lease_seconds), ident)
         queue = self.layout.queue
+        if _still_being_written(os.path.join(queue, name)):
+            return None  # python-task-queue has created it but not written it yet: not leased
         try:
             os.rename(os.path.join(queue, name), os.path.join(queue, leased_name))
         except FileNotFoundError:
